@@ -1,0 +1,145 @@
+// Package v1 holds knit's resource types as the API accepts them and the store
+// keeps them, with their validation. Addresses use net/netip throughout so that
+// IPv4 and IPv6 are handled by the same code from the start.
+package v1
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Network drivers.
+const (
+	DriverBridge = "bridge"
+	DriverHost   = "host"
+	DriverNone   = "none"
+)
+
+// Container states.
+const (
+	StateCreated = "created"
+	StateRunning = "running"
+	StateExited  = "exited"
+)
+
+// Names of the networks that exist after knitd's first start.
+const (
+	DefaultBridgeNetwork = "bridge"
+	HostNetwork          = "host"
+	NoneNetwork          = "none"
+)
+
+// Network is a named network: a bridge with its subnets, or the host's own
+// namespace (driver host), or loopback only (driver none).
+type Network struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+	// Subnets are the network's address ranges, at most one per family.
+	Subnets  []Subnet `json:"subnets,omitempty"`
+	IPv6     bool     `json:"ipv6,omitempty"`
+	Internal bool     `json:"internal,omitempty"`
+	// MTU of the bridge and of every container interface on it; 0 means 1500.
+	MTU    int               `json:"mtu,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Bridge is the kernel bridge's name. Given by the user or derived from ID.
+	Bridge  string    `json:"bridge,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// Subnet is one address range of a network. Gateway is the bridge's address
+// in it; IPRange, when valid, limits dynamic allocation to a part of Subnet.
+type Subnet struct {
+	Subnet  netip.Prefix `json:"subnet"`
+	Gateway netip.Addr   `json:"gateway,omitempty"`
+	IPRange netip.Prefix `json:"ipRange,omitempty"`
+}
+
+// NetworkCreate is the body of POST /v1/networks. Subnets left out are picked
+// from the daemon's address pools; a gateway left out is the subnet's first
+// address.
+type NetworkCreate struct {
+	Name     string            `json:"name"`
+	Driver   string            `json:"driver,omitempty"`
+	Subnets  []Subnet          `json:"subnets,omitempty"`
+	IPv6     bool              `json:"ipv6,omitempty"`
+	Internal bool              `json:"internal,omitempty"`
+	MTU      int               `json:"mtu,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Bridge   string            `json:"bridge,omitempty"`
+}
+
+// Endpoint is a container's attachment to one network: one interface inside the
+// container, with its addresses.
+type Endpoint struct {
+	Network   string `json:"network"`
+	NetworkID string `json:"networkID"`
+	// Interface is the name inside the container (eth0, eth1, …).
+	Interface string `json:"interface"`
+	// HostVeth is the host end of the veth pair (bridge networks only).
+	HostVeth string `json:"hostVeth,omitempty"`
+	MAC      string `json:"mac,omitempty"`
+	// Addresses carry the subnet's prefix length (10.1.0.2/24).
+	Addresses []netip.Prefix `json:"addresses,omitempty"`
+	Aliases   []string       `json:"aliases,omitempty"`
+}
+
+// Container is a process in its own network, UTS and mount namespaces (unless
+// it shares another container's network namespace, or the host's).
+type Container struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Hostname string            `json:"hostname"`
+	Command  []string          `json:"command"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	// Endpoints in interface order. Empty for host, none and shared namespaces.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// NetworkMode is "bridge" for containers with endpoints, "host", "none",
+	// or "container:<name>" for a shared network namespace.
+	NetworkMode string    `json:"networkMode"`
+	Created     time.Time `json:"created"`
+	// Generation counts spec changes; Status.ObservedGeneration tells which the
+	// kernel state matches.
+	Generation int64           `json:"generation"`
+	Status     ContainerStatus `json:"status"`
+}
+
+// ContainerStatus is written by the runtime reconciler, never by the API.
+type ContainerStatus struct {
+	State              string    `json:"state"`
+	Pid                int       `json:"pid,omitempty"`
+	ExitCode           int       `json:"exitCode"`
+	StartedAt          time.Time `json:"startedAt,omitzero"`
+	FinishedAt         time.Time `json:"finishedAt,omitzero"`
+	Error              string    `json:"error,omitempty"`
+	ObservedGeneration int64     `json:"observedGeneration"`
+}
+
+// ContainerCreate is the body of POST /v1/containers.
+type ContainerCreate struct {
+	Name     string            `json:"name,omitempty"`
+	Hostname string            `json:"hostname,omitempty"`
+	Command  []string          `json:"command"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	// Networks to attach, in interface order; "host", "none" or
+	// "container:NAME" must stand alone. Empty means the default bridge.
+	Networks []string `json:"networks,omitempty"`
+	// IPs are static addresses; each must lie in one of the networks' subnets.
+	IPs []netip.Addr `json:"ips,omitempty"`
+}
+
+// Connect is the body of POST /v1/networks/{name}/connect and /disconnect.
+type Connect struct {
+	Container string       `json:"container"`
+	IPs       []netip.Addr `json:"ips,omitempty"`
+	Aliases   []string     `json:"aliases,omitempty"`
+	Force     bool         `json:"force,omitempty"`
+}
+
+// Error is the body of every failed API call.
+type Error struct {
+	// Code is a stable, machine-readable kind: invalid, notfound, conflict,
+	// exhausted, internal.
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
