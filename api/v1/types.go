@@ -45,6 +45,9 @@ type Network struct {
 	// Bridge is the kernel bridge's name. Given by the user or derived from ID.
 	Bridge  string    `json:"bridge,omitempty"`
 	Created time.Time `json:"created"`
+	// Deleting is set by the API on removal; the network reconciler tears the
+	// network down and then deletes the record.
+	Deleting bool `json:"deleting,omitempty"`
 }
 
 // Subnet is one address range of a network. Gateway is the bridge's address
@@ -98,6 +101,12 @@ type Container struct {
 	// or "container:<name>" for a shared network namespace.
 	NetworkMode string    `json:"networkMode"`
 	Created     time.Time `json:"created"`
+	// Stopped asks for the process to be stopped (SIGTERM, then SIGKILL after
+	// StopGrace).
+	Stopped   bool          `json:"stopped,omitempty"`
+	StopGrace time.Duration `json:"stopGrace,omitempty"`
+	// Deleting asks for teardown; the reconciler deletes the record after it.
+	Deleting bool `json:"deleting,omitempty"`
 	// Generation counts spec changes; Status.ObservedGeneration tells which the
 	// kernel state matches.
 	Generation int64           `json:"generation"`

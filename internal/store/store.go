@@ -11,6 +11,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strconv"
 )
 
 // ErrCompacted is returned by Watch when events after the asked revision are no
@@ -19,6 +20,15 @@ var ErrCompacted = errors.New("store: revision compacted; list again")
 
 // ErrClosed is returned by calls on a closed store.
 var ErrClosed = errors.New("store: closed")
+
+// ErrReadOnly is returned by Tx.Put and Tx.Delete inside View.
+var ErrReadOnly = errors.New("store: write in read-only transaction")
+
+// ErrEmptyKey is returned by Tx.Put and Tx.Delete for the empty key.
+var ErrEmptyKey = errors.New("store: empty key")
+
+// ErrTxDone is returned by a Tx used after its View or Update returned.
+var ErrTxDone = errors.New("store: transaction already finished")
 
 // KV is one key with its value and the revision that last wrote it.
 type KV struct {
@@ -45,11 +55,27 @@ type Tx interface {
 type EventType int
 
 const (
+	// EventPut reports that a key was created or overwritten.
 	EventPut EventType = iota + 1
+	// EventDelete reports that an existing key was removed.
 	EventDelete
 )
 
-// Event is one change to one key. Value is nil for EventDelete.
+// String returns "put" or "delete".
+func (t EventType) String() string {
+	switch t {
+	case EventPut:
+		return "put"
+	case EventDelete:
+		return "delete"
+	}
+	return "EventType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Event is one change to one key. Value is nil for EventDelete. A write
+// transaction reports each key it changed once, with its final value, and all
+// events of one commit share its Rev. Value may be shared between watchers and
+// must not be modified.
 type Event struct {
 	Type  EventType
 	Key   string

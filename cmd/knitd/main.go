@@ -1,0 +1,67 @@
+// Command knitd is knit's daemon: it serves the API on a unix socket, keeps
+// networks and containers in its store, and makes the kernel match.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/knit-net/knit/internal/daemon"
+	"github.com/knit-net/knit/internal/ipam"
+	"github.com/knit-net/knit/internal/runtime"
+)
+
+type poolsFlag []ipam.Pool
+
+func (p *poolsFlag) String() string { return fmt.Sprint([]ipam.Pool(*p)) }
+func (p *poolsFlag) Set(s string) error {
+	pool, err := ipam.ParsePool(s)
+	if err == nil {
+		*p = append(*p, pool)
+	}
+	return err
+}
+
+func main() {
+	runtime.InitMain() // a container's init step re-executes knitd; never returns there
+	var cfg daemon.Config
+	var pools poolsFlag
+	var level, format string
+	flag.StringVar(&cfg.StateDir, "state-dir", daemon.DefaultStateDir, "directory of the store file")
+	flag.StringVar(&cfg.RunDir, "run-dir", daemon.DefaultRunDir, "directory of runtime state: namespace files, container state")
+	flag.StringVar(&cfg.Socket, "socket", "", "API socket (default <run-dir>/knit.sock)")
+	flag.Var(&pools, "address-pool", "pool for networks without --subnet, base=CIDR,size=N (repeat; default Docker's pools)")
+	flag.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&format, "log-format", "text", "text or json")
+	flag.Parse()
+	cfg.Pools = pools
+
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		fmt.Fprintf(os.Stderr, "knitd: --log-level %q: use debug, info, warn or error\n", level)
+		os.Exit(2)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	default:
+		fmt.Fprintf(os.Stderr, "knitd: --log-format %q: use text or json\n", format)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := daemon.Run(ctx, cfg); err != nil {
+		cfg.Logger.Error("knitd failed", "err", err)
+		os.Exit(1)
+	}
+}

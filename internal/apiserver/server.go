@@ -1,0 +1,126 @@
+// Package apiserver is knitd's REST/JSON API on a unix socket. It validates a
+// request fully, then writes the store in one transaction; it never touches
+// the kernel. Calls that change kernel state (running a container,
+// connecting it) wait, by watching the store, until the reconcilers report
+// that the kernel matches, so a command returns when its effect is real.
+package apiserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/ipam"
+	"github.com/knit-net/knit/internal/store"
+)
+
+// HostView is the read-only look at the host that validation needs.
+type HostView interface {
+	// Routes are the host's routed prefixes (auto-picked subnets avoid them).
+	Routes() []netip.Prefix
+	// LinkExists reports whether a link with the name exists on the host.
+	LinkExists(name string) bool
+}
+
+// Options configure a Server.
+type Options struct {
+	Store  store.Store
+	Pools  []ipam.Pool
+	Host   HostView
+	Logger *slog.Logger
+	// LogPath returns the log file of a container ID.
+	LogPath func(id string) string
+	// WaitTimeout bounds how long a call waits for the reconcilers.
+	WaitTimeout time.Duration
+}
+
+// Server serves the API.
+type Server struct {
+	opts Options
+	st   store.Store
+	log  *slog.Logger
+}
+
+// New makes a server.
+func New(opts Options) *Server {
+	if opts.WaitTimeout == 0 {
+		opts.WaitTimeout = 60 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{opts: opts, st: opts.Store, log: opts.Logger}
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/networks", s.listNetworks)
+	mux.HandleFunc("POST /v1/networks", s.createNetwork)
+	mux.HandleFunc("POST /v1/networks/prune", s.pruneNetworks)
+	mux.HandleFunc("GET /v1/networks/{name}", s.getNetwork)
+	mux.HandleFunc("DELETE /v1/networks/{name}", s.deleteNetwork)
+	mux.HandleFunc("POST /v1/networks/{name}/connect", s.connect)
+	mux.HandleFunc("POST /v1/networks/{name}/disconnect", s.disconnect)
+	mux.HandleFunc("GET /v1/containers", s.listContainers)
+	mux.HandleFunc("POST /v1/containers", s.createContainer)
+	mux.HandleFunc("GET /v1/containers/{name}", s.getContainer)
+	mux.HandleFunc("DELETE /v1/containers/{name}", s.deleteContainer)
+	mux.HandleFunc("POST /v1/containers/{name}/stop", s.stopContainer)
+	mux.HandleFunc("GET /v1/containers/{name}/logs", s.logs)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, v1.NotFoundf("no API route %s %s; see docs/api.md", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// errors, so a typo never silently does something else.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return v1.Invalidf("malformed request body for %s %s: %s; send one JSON object as described in docs/api.md", r.Method, r.URL.Path, err)
+	}
+	if dec.More() {
+		return v1.Invalidf("malformed request body for %s %s: data after the JSON object; send exactly one object", r.Method, r.URL.Path)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	var e *v1.Error
+	if !errors.As(err, &e) {
+		e = &v1.Error{Code: v1.CodeInternal, Message: err.Error()}
+		if errors.Is(err, context.DeadlineExceeded) {
+			e.Message = "timed out waiting for knitd to apply the change; see knitd's log for why (" + err.Error() + ")"
+		}
+	}
+	writeJSON(w, e.HTTPStatus(), e)
+}
+
+// newID returns 64 hex characters, like a Docker ID.
+func newID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Server) waitCtx(r *http.Request, extra time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.opts.WaitTimeout+extra)
+}
+

@@ -1,0 +1,115 @@
+// Package cli is the knit command line: docker-network-like commands that
+// call knitd's API and print readable tables, or JSON with -o json. Every
+// error is printed as knitd (or flag parsing) phrased it, with a non-zero exit.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/client"
+)
+
+type app struct {
+	socket string
+	output string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func (a *app) client() *client.Client { return client.New(a.socket) }
+
+// exitError carries an exit code without a message (knit run passes the
+// container's code through).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// Main runs the CLI with os.Args and returns the process exit code.
+func Main() int {
+	a := &app{stdout: os.Stdout, stderr: os.Stderr}
+	root := a.rootCmd()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		fmt.Fprintln(a.stderr, "knit:", err)
+		return 1
+	}
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "knit",
+		Short:         "container networking for Linux",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if a.output != "table" && a.output != "json" {
+				return fmt.Errorf("-o %q: unknown output format; use table or json", a.output)
+			}
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&a.socket, "socket", client.SocketFromEnv(), "knitd's API socket (or $KNIT_SOCKET)")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(a.networkCmd())
+	root.AddCommand(a.containerCmds()...)
+	return root
+}
+
+func (a *app) json(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table prints rows under a header, aligned.
+func (a *app) table(header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+// parseLabels reads k=v flags.
+func parseLabels(owner string, kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, v1.Invalidf("%s: --label %q is not key=value", owner, kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,182 @@
+// Package container is the container reconciler. For each container record it
+// makes the kernel and the process table match: a new container gets its
+// network namespace, one veth per endpoint and its process; a running one
+// gets endpoints added or removed as the record changes; one whose process
+// exited is torn down and its addresses released (the record stays, exited);
+// one marked for deletion is killed, torn down and its record deleted.
+//
+// After a daemon restart the same Sync adopts what is already right: a live
+// process is found again through the runtime's pid file and its endpoints
+// are ensured, which touches nothing that already matches.
+package container
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/controller/network"
+	"github.com/knit-net/knit/internal/driver"
+	"github.com/knit-net/knit/internal/runtime"
+	"github.com/knit-net/knit/internal/state"
+	"github.com/knit-net/knit/internal/store"
+)
+
+// Options configure a Controller.
+type Options struct {
+	Store    store.Store
+	Runtime  *runtime.Runtime
+	Networks *network.Controller
+	Drivers  map[string]driver.Driver
+	// NetNSDir holds the containers' network namespace files.
+	NetNSDir string
+	// HostResolvConf is read for the containers' resolv.conf.
+	HostResolvConf string
+	Logger         *slog.Logger
+}
+
+// Controller reconciles containers.
+type Controller struct {
+	opts Options
+	st   store.Store
+	rt   *runtime.Runtime
+	log  *slog.Logger
+	// Enqueue is set by the daemon to its loop's Enqueue, so process exits
+	// reported by the runtime reach Sync.
+	Enqueue func(key string)
+
+	mu       sync.Mutex
+	names    map[string]string               // container ID → name
+	exits    map[string]int                  // container ID → exit code not yet recorded
+	applied  map[string]map[string]appliedEP // container ID → host veth → what was applied
+	stopping map[string]bool
+	netns    map[string]bool // container IDs whose namespace file is in place
+}
+
+type appliedEP struct {
+	fingerprint string
+	ep          driver.Endpoint
+}
+
+// New makes a controller.
+func New(opts Options) *Controller {
+	return &Controller{
+		opts: opts, st: opts.Store, rt: opts.Runtime, log: opts.Logger,
+		names: map[string]string{}, exits: map[string]int{},
+		applied: map[string]map[string]appliedEP{}, stopping: map[string]bool{}, netns: map[string]bool{},
+	}
+}
+
+// OnExit is the runtime's exit callback.
+func (c *Controller) OnExit(id string, code int) {
+	c.mu.Lock()
+	c.exits[id] = code
+	name, ok := c.names[id]
+	c.mu.Unlock()
+	if ok && c.Enqueue != nil {
+		c.Enqueue(state.ContainerKey(name))
+	}
+}
+
+// NetNSPath is the network namespace file of a container ID.
+func (c *Controller) NetNSPath(id string) string { return filepath.Join(c.opts.NetNSDir, id) }
+
+// Sync reconciles one container key.
+func (c *Controller) Sync(ctx context.Context, key string, value []byte) error {
+	if value == nil {
+		return nil // records are deleted only by this controller, after teardown
+	}
+	ctr, err := state.DecodeContainer(value)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	c.mu.Lock()
+	c.names[ctr.ID] = ctr.Name
+	code, exited := c.exits[ctr.ID]
+	c.mu.Unlock()
+
+	switch {
+	case ctr.Deleting:
+		return c.remove(ctx, ctr)
+	case ctr.Status.State == v1.StateCreated:
+		return c.start(ctx, ctr)
+	case ctr.Status.State == v1.StateRunning && exited:
+		return c.finish(ctx, ctr, code)
+	case ctr.Status.State == v1.StateRunning:
+		if _, alive := c.rt.Adopt(ctr.ID); !alive {
+			return c.finish(ctx, ctr, -1)
+		}
+		if ctr.Stopped {
+			c.stop(ctr)
+			return nil
+		}
+		if err := c.adoptNetNS(ctr); err != nil {
+			return c.observe(ctx, ctr, err)
+		}
+		if err := c.ensureEndpoints(ctx, ctr); err != nil {
+			return c.observe(ctx, ctr, err)
+		}
+		return c.observe(ctx, ctr, nil)
+	default: // exited
+		return c.teardown(ctr)
+	}
+}
+
+// stop sends SIGTERM (SIGKILL after the grace period) once, off the worker:
+// the exit comes back through OnExit.
+func (c *Controller) stop(ctr *v1.Container) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping[ctr.ID] {
+		return
+	}
+	c.stopping[ctr.ID] = true
+	go func() {
+		if err := c.rt.Stop(ctr.ID, ctr.StopGrace); err != nil {
+			c.log.Warn("stop failed", "container", ctr.Name, "err", err)
+		}
+	}()
+}
+
+// observe records that the kernel matches ctr's generation (or why not).
+func (c *Controller) observe(ctx context.Context, ctr *v1.Container, syncErr error) error {
+	msg := ""
+	if syncErr != nil {
+		msg = syncErr.Error()
+	}
+	if ctr.Status.ObservedGeneration >= ctr.Generation && ctr.Status.Error == msg {
+		return syncErr
+	}
+	err := c.updateStatus(ctx, ctr, true, func(_ store.Tx, cur *v1.Container) error {
+		cur.Status.ObservedGeneration = ctr.Generation
+		cur.Status.Error = msg
+		return nil
+	})
+	if syncErr != nil {
+		return syncErr
+	}
+	return err
+}
+
+// updateStatus applies fn to the stored container if it is still the same
+// container (and, with sameGen, at the same generation: a newer spec gets its
+// own sync).
+func (c *Controller) updateStatus(ctx context.Context, ctr *v1.Container, sameGen bool, fn func(tx store.Tx, cur *v1.Container) error) error {
+	_, err := c.st.Update(ctx, func(tx store.Tx) error {
+		cur, err := state.GetContainer(tx, ctr.Name)
+		if err != nil || cur == nil || cur.ID != ctr.ID || (sameGen && cur.Generation != ctr.Generation) {
+			return err
+		}
+		if err := fn(tx, cur); err != nil {
+			return err
+		}
+		return state.PutContainer(tx, cur)
+	})
+	if err != nil {
+		return fmt.Errorf("container %q: write status: %w", ctr.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/driver"
+	"github.com/knit-net/knit/internal/state"
+	"github.com/knit-net/knit/internal/store"
+)
+
+// ensureEndpoints makes the container's interfaces match its record: missing
+// or changed endpoints are ensured (which leaves a matching one untouched),
+// endpoints no longer in the record are deleted.
+func (c *Controller) ensureEndpoints(ctx context.Context, ctr *v1.Container) error {
+	if ctr.NetworkMode != v1.DriverBridge {
+		return nil
+	}
+	nets := map[string]*v1.Network{}
+	err := c.st.View(ctx, func(tx store.Tx) error {
+		for _, ep := range ctr.Endpoints {
+			n, err := state.GetNetwork(tx, ep.Network)
+			if err != nil {
+				return err
+			}
+			if n == nil || n.ID != ep.NetworkID {
+				return fmt.Errorf("network %q of interface %s no longer exists", ep.Network, ep.Interface)
+			}
+			nets[ep.Network] = n
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	gw := gateways(ctr, nets)
+	c.mu.Lock()
+	applied := c.applied[ctr.ID]
+	c.mu.Unlock()
+	want := map[string]bool{}
+	var errs []error
+	for i := range ctr.Endpoints {
+		spec := &ctr.Endpoints[i]
+		want[spec.HostVeth] = true
+		dep := c.driverEndpoint(ctr, spec, nets[spec.Network], gw[spec.Interface])
+		fp := fingerprint(dep)
+		if a, ok := applied[spec.HostVeth]; ok && a.fingerprint == fp {
+			continue
+		}
+		if err := c.ensureEndpoint(dep); err != nil {
+			errs = append(errs, fmt.Errorf("interface %s on network %q: %w", spec.Interface, spec.Network, err))
+			continue
+		}
+		c.setApplied(ctr.ID, spec.HostVeth, appliedEP{fingerprint: fp, ep: dep})
+	}
+	for veth, a := range applied {
+		if !want[veth] {
+			if err := c.deleteEndpoint(a); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			c.mu.Lock()
+			delete(c.applied[ctr.ID], veth)
+			c.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Controller) ensureEndpoint(ep driver.Endpoint) error {
+	if err := c.opts.Networks.Ensure(ep.Network); err != nil {
+		return err
+	}
+	d, ok := c.opts.Drivers[ep.Network.Driver]
+	if !ok {
+		return fmt.Errorf("no driver %q", ep.Network.Driver)
+	}
+	return d.EnsureEndpoint(ep)
+}
+
+func (c *Controller) deleteEndpoint(a appliedEP) error {
+	return c.opts.Drivers[v1.DriverBridge].DeleteEndpoint(a.ep)
+}
+
+func (c *Controller) setApplied(id, veth string, a appliedEP) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.applied[id] == nil {
+		c.applied[id] = map[string]appliedEP{}
+	}
+	c.applied[id][veth] = a
+}
+
+// Applied reports the host veths this controller has in place, for pruning.
+func (c *Controller) Applied() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := map[string]bool{}
+	for _, eps := range c.applied {
+		for veth := range eps {
+			m[veth] = true
+		}
+	}
+	return m
+}
+
+func (c *Controller) driverEndpoint(ctr *v1.Container, spec *v1.Endpoint, n *v1.Network, gws []netip.Addr) driver.Endpoint {
+	if n == nil {
+		n = &v1.Network{Name: spec.Network, ID: spec.NetworkID, Driver: v1.DriverBridge}
+	}
+	return driver.Endpoint{Network: n, Spec: spec, NetNSPath: c.NetNSPath(ctr.ID), Gateways: gws}
+}
+
+func fingerprint(ep driver.Endpoint) string {
+	b, _ := json.Marshal(struct {
+		Net  string
+		MTU  int
+		Spec *v1.Endpoint
+		GW   []netip.Addr
+	}{ep.Network.Bridge, ep.Network.MTU, ep.Spec, ep.Gateways})
+	return string(b)
+}
+
+// gateways picks, per family, the first endpoint on a non-internal network to
+// carry the default route, and returns interface → gateways.
+func gateways(ctr *v1.Container, nets map[string]*v1.Network) map[string][]netip.Addr {
+	out := map[string][]netip.Addr{}
+	taken := map[bool]bool{}
+	for _, ep := range ctr.Endpoints {
+		n := nets[ep.Network]
+		if n == nil || n.Internal {
+			continue
+		}
+		for _, sub := range n.Subnets {
+			v6 := sub.Subnet.Addr().Is6()
+			if !taken[v6] && sub.Gateway.IsValid() {
+				taken[v6] = true
+				out[ep.Interface] = append(out[ep.Interface], sub.Gateway)
+			}
+		}
+	}
+	return out
+}
+
+// hostsFile is the container's /etc/hosts: localhost and its own addresses.
+func hostsFile(ctr *v1.Container) []byte {
+	var b bytes.Buffer
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	names := ctr.Hostname
+	if ctr.Name != ctr.Hostname {
+		names += " " + ctr.Name
+	}
+	for _, ep := range ctr.Endpoints {
+		for _, a := range ep.Addresses {
+			fmt.Fprintf(&b, "%s\t%s\n", a.Addr(), names)
+		}
+	}
+	return b.Bytes()
+}
+
+// resolvConf is the host's resolv.conf without loopback name servers, which
+// would point at the container itself.
+func (c *Controller) resolvConf() []byte {
+	data, err := os.ReadFile(c.opts.HostResolvConf)
+	if err != nil {
+		return nil
+	}
+	var b bytes.Buffer
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if a, err := netip.ParseAddr(f[1]); err == nil && a.IsLoopback() {
+				continue
+			}
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return bytes.TrimRight(b.Bytes(), "\n")
+}

@@ -1,0 +1,228 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/ipam"
+	"github.com/knit-net/knit/internal/netns"
+	"github.com/knit-net/knit/internal/runtime"
+	"github.com/knit-net/knit/internal/state"
+	"github.com/knit-net/knit/internal/store"
+)
+
+// start brings a created container up: namespace, endpoints, process. A
+// process still alive from before a daemon restart is adopted instead.
+func (c *Controller) start(ctx context.Context, ctr *v1.Container) error {
+	nsPath, err := c.netnsFor(ctx, ctr)
+	if err == nil && ownNetNS(ctr) {
+		err = c.ensureNetNS(ctr.ID, nsPath)
+	}
+	if err == nil {
+		err = c.ensureEndpoints(ctx, ctr)
+	}
+	pid, alive := c.rt.Adopt(ctr.ID)
+	if err == nil && !alive {
+		pid, err = c.rt.Start(runtime.Spec{
+			ID: ctr.ID, Command: ctr.Command, Hostname: ctr.Hostname, NetNSPath: nsPath,
+			Hosts: hostsFile(ctr), Resolv: c.resolvConf(),
+		})
+	}
+	if err != nil {
+		c.log.Warn("container start failed", "container", ctr.Name, "err", err)
+		if terr := c.teardown(ctr); terr != nil {
+			return errors.Join(err, terr)
+		}
+		return c.updateStatus(ctx, ctr, false, func(tx store.Tx, cur *v1.Container) error {
+			cur.Status = v1.ContainerStatus{State: v1.StateExited, ExitCode: 127, Error: err.Error(),
+				FinishedAt: time.Now().UTC(), ObservedGeneration: cur.Generation}
+			return releaseAll(tx, cur)
+		})
+	}
+	c.log.Info("container started", "container", ctr.Name, "pid", pid, "adopted", alive)
+	return c.updateStatus(ctx, ctr, false, func(_ store.Tx, cur *v1.Container) error {
+		cur.Status = v1.ContainerStatus{State: v1.StateRunning, Pid: pid, StartedAt: time.Now().UTC(),
+			ObservedGeneration: ctr.Generation}
+		return nil
+	})
+}
+
+// finish records an exit: kernel objects go, addresses are released, the
+// record stays as exited.
+func (c *Controller) finish(ctx context.Context, ctr *v1.Container, code int) error {
+	if err := c.teardown(ctr); err != nil {
+		return err
+	}
+	err := c.updateStatus(ctx, ctr, false, func(tx store.Tx, cur *v1.Container) error {
+		cur.Status.State, cur.Status.ExitCode, cur.Status.Pid = v1.StateExited, code, 0
+		cur.Status.FinishedAt = time.Now().UTC()
+		cur.Status.ObservedGeneration = cur.Generation
+		return releaseAll(tx, cur)
+	})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.exits, ctr.ID)
+	delete(c.stopping, ctr.ID)
+	c.mu.Unlock()
+	c.log.Info("container exited", "container", ctr.Name, "code", code)
+	return nil
+}
+
+// remove kills, tears down and deletes a container marked for deletion.
+func (c *Controller) remove(ctx context.Context, ctr *v1.Container) error {
+	if err := c.rt.Kill(ctr.ID); err != nil {
+		return err
+	}
+	if err := c.teardown(ctr); err != nil {
+		return err
+	}
+	if err := c.rt.Remove(ctr.ID); err != nil {
+		return err
+	}
+	_, err := c.st.Update(ctx, func(tx store.Tx) error {
+		cur, err := state.GetContainer(tx, ctr.Name)
+		if err != nil || cur == nil || cur.ID != ctr.ID {
+			return err
+		}
+		if err := releaseAll(tx, cur); err != nil {
+			return err
+		}
+		return tx.Delete(state.ContainerKey(ctr.Name))
+	})
+	if err != nil {
+		return fmt.Errorf("container %q: delete record: %w", ctr.Name, err)
+	}
+	c.mu.Lock()
+	delete(c.names, ctr.ID)
+	delete(c.exits, ctr.ID)
+	delete(c.stopping, ctr.ID)
+	c.mu.Unlock()
+	c.log.Info("container removed", "container", ctr.Name)
+	return nil
+}
+
+// teardown removes the container's endpoints and namespace file; already gone
+// is fine.
+func (c *Controller) teardown(ctr *v1.Container) error {
+	var errs []error
+	c.mu.Lock()
+	applied := c.applied[ctr.ID]
+	delete(c.applied, ctr.ID)
+	c.mu.Unlock()
+	done := map[string]bool{}
+	for veth, a := range applied {
+		done[veth] = true
+		errs = append(errs, c.deleteEndpoint(a))
+	}
+	for i := range ctr.Endpoints {
+		ep := &ctr.Endpoints[i]
+		if !done[ep.HostVeth] {
+			errs = append(errs, c.deleteEndpoint(appliedEP{ep: c.driverEndpoint(ctr, ep, nil, nil)}))
+		}
+	}
+	if ownNetNS(ctr) {
+		if err := netns.Delete(c.NetNSPath(ctr.ID)); err != nil {
+			errs = append(errs, err)
+		} else {
+			c.mu.Lock()
+			delete(c.netns, ctr.ID)
+			c.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// releaseAll frees every address of cur and forgets them in the record.
+func releaseAll(tx store.Tx, cur *v1.Container) error {
+	for i := range cur.Endpoints {
+		if err := ipam.ReleaseEndpoint(tx, &cur.Endpoints[i]); err != nil {
+			return err
+		}
+		cur.Endpoints[i].Addresses = nil
+	}
+	return nil
+}
+
+// ownNetNS reports whether the container has a namespace of its own.
+func ownNetNS(ctr *v1.Container) bool {
+	return ctr.NetworkMode == v1.DriverBridge || ctr.NetworkMode == v1.DriverNone
+}
+
+// netnsFor is the namespace the process runs in: its own, the host's (""),
+// or the one of the container it shares.
+func (c *Controller) netnsFor(ctx context.Context, ctr *v1.Container) (string, error) {
+	other, ok := strings.CutPrefix(ctr.NetworkMode, "container:")
+	switch {
+	case ownNetNS(ctr):
+		return c.NetNSPath(ctr.ID), nil
+	case !ok:
+		return "", nil // host
+	}
+	var o *v1.Container
+	err := c.st.View(ctx, func(tx store.Tx) (err error) {
+		o, err = state.GetContainer(tx, other)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if o == nil || o.Status.State != v1.StateRunning {
+		return "", fmt.Errorf("cannot join the network namespace of %q: it is not running", other)
+	}
+	return c.netnsFor(ctx, o)
+}
+
+func (c *Controller) ensureNetNS(id, path string) error {
+	err := netns.Create(path)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	c.mu.Lock()
+	c.netns[id] = true
+	c.mu.Unlock()
+	return nil
+}
+
+// adoptNetNS records the namespace file of a running container (after a
+// daemon restart) so pruning keeps it.
+func (c *Controller) adoptNetNS(ctr *v1.Container) error {
+	if !ownNetNS(ctr) {
+		return nil
+	}
+	c.mu.Lock()
+	known := c.netns[ctr.ID]
+	c.mu.Unlock()
+	if known {
+		return nil
+	}
+	ok, err := netns.Mounted(c.NetNSPath(ctr.ID))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("network namespace file %s is gone while the process runs; remove the container (knit rm -f %s) and run it again", c.NetNSPath(ctr.ID), ctr.Name)
+	}
+	c.mu.Lock()
+	c.netns[ctr.ID] = true
+	c.mu.Unlock()
+	return nil
+}
+
+// LiveNetNS reports the container IDs whose namespace files are wanted, for
+// pruning.
+func (c *Controller) LiveNetNS() map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]bool, len(c.netns))
+	for id := range c.netns {
+		m[id] = true
+	}
+	return m
+}

@@ -1,0 +1,97 @@
+// Package daemon is knitd's composition root: it opens the store, builds the
+// drivers, dataplane, runtime and reconcilers, re-derives kernel state from
+// the store (adopting what is already right, removing knit-made objects
+// nothing wants), and only then serves the API. Stopping the daemon leaves
+// container networking in place: the kernel keeps forwarding without knitd.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/knit-net/knit/internal/ipam"
+	"github.com/knit-net/knit/internal/store"
+)
+
+// Config is knitd's configuration.
+type Config struct {
+	// StateDir holds the store file (knit.db).
+	StateDir string
+	// RunDir holds what lives only as long as the machine is up: network
+	// namespace files and container state (pid files, logs, /etc files).
+	RunDir string
+	// Socket is the API's unix socket.
+	Socket string
+	// Pools are the address pools for networks created without --subnet.
+	Pools []ipam.Pool
+	// Store overrides the bbolt store (tests use memstore).
+	Store  store.Store
+	Logger *slog.Logger
+	// HostResolvConf is copied into containers (default /etc/resolv.conf).
+	HostResolvConf string
+}
+
+// Defaults for the flags.
+const (
+	DefaultStateDir = "/var/lib/knit"
+	DefaultRunDir   = "/run/knit"
+)
+
+func (c *Config) fill() {
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.RunDir == "" {
+		c.RunDir = DefaultRunDir
+	}
+	if c.Socket == "" {
+		c.Socket = filepath.Join(c.RunDir, "knit.sock")
+	}
+	if len(c.Pools) == 0 {
+		c.Pools = ipam.DefaultPools()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.HostResolvConf == "" {
+		c.HostResolvConf = "/etc/resolv.conf"
+	}
+}
+
+// Run starts knitd and blocks until ctx ends, then stops serving without
+// touching the kernel state it made.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.fill()
+	if os.Geteuid() != 0 {
+		return errors.New("knitd must run as root: it creates network namespaces, links and nftables rules")
+	}
+	start := time.Now()
+	d, err := build(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if err := d.recover(ctx); err != nil {
+		return err
+	}
+	ln, err := listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	cfg.Logger.Info("knitd ready", "socket", cfg.Socket, "state", cfg.StateDir, "startup", time.Since(start).Round(time.Millisecond))
+	return d.serve(ctx, ln)
+}
+
+func mkdirs(dirs ...string) error {
+	for _, dir := range dirs {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	return nil
+}

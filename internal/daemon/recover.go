@@ -1,0 +1,163 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/controller/network"
+	"github.com/knit-net/knit/internal/netns"
+	"github.com/knit-net/knit/internal/state"
+	"github.com/knit-net/knit/internal/store"
+)
+
+// Kernel object names knit owns: bridges "kn-…" (user-named bridges are
+// found through the store) and host veths "knv…".
+const (
+	bridgePrefix = "kn-"
+	vethPrefix   = "knv"
+)
+
+// DefaultBridgeName is the kernel bridge of the default network.
+const DefaultBridgeName = "knit0"
+
+// recover brings the kernel in line with the store before the API opens:
+// predefined networks exist, networks and containers are synced (adopting
+// what matches), and knit objects that nothing wants are removed.
+func (d *daemon) recover(ctx context.Context) error {
+	if err := d.ensurePredefined(ctx); err != nil {
+		return err
+	}
+	rev, kvs, err := d.netLoop.Initial(ctx)
+	if err != nil {
+		return fmt.Errorf("sync networks: %w", err)
+	}
+	d.revs[0] = rev
+	if err := d.nets.SyncDataplane(ctx); err != nil {
+		return fmt.Errorf("sync nftables: %w", err)
+	}
+	rev, ckvs, err := d.ctrLoop.Initial(ctx)
+	if err != nil {
+		return fmt.Errorf("sync containers: %w", err)
+	}
+	d.revs[1] = rev
+	var nets []v1.Network
+	for _, kv := range kvs {
+		if n, err := state.DecodeNetwork(kv.Value); err == nil {
+			nets = append(nets, *n)
+		}
+	}
+	ids := map[string]bool{}
+	for _, kv := range ckvs {
+		if c, err := state.DecodeContainer(kv.Value); err == nil {
+			ids[c.ID] = true
+		}
+	}
+	return d.prune(network.Wanted(nets), ids)
+}
+
+// ensurePredefined creates the bridge, host and none networks on first start.
+func (d *daemon) ensurePredefined(ctx context.Context) error {
+	reqs := []v1.NetworkCreate{
+		{Name: v1.DefaultBridgeNetwork, Driver: v1.DriverBridge, Bridge: DefaultBridgeName},
+		{Name: v1.HostNetwork, Driver: v1.DriverHost},
+		{Name: v1.NoneNetwork, Driver: v1.DriverNone},
+	}
+	for _, req := range reqs {
+		var exists bool
+		err := d.st.View(ctx, func(tx store.Tx) error {
+			n, err := state.GetNetwork(tx, req.Name)
+			exists = n != nil
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if exists {
+			continue
+		}
+		if _, err := d.api.CreateNetwork(ctx, req); err != nil {
+			return fmt.Errorf("create predefined network %q: %w", req.Name, err)
+		}
+	}
+	return nil
+}
+
+// prune removes knit's bridges and veths that no network or container wants,
+// namespace files of containers that are gone or not running, and runtime
+// state of containers no longer in the store.
+func (d *daemon) prune(bridges, ids map[string]bool) error {
+	links, err := d.hostNL.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	veths := d.ctrs.Applied()
+	var errs []error
+	for _, l := range links {
+		name := l.Attrs().Name
+		stale := (strings.HasPrefix(name, bridgePrefix) && l.Type() == "bridge" && !bridges[name]) ||
+			(strings.HasPrefix(name, vethPrefix) && l.Type() == "veth" && !veths[name])
+		if stale {
+			d.cfg.Logger.Info("removing stale link", "link", name)
+			if err := d.hostNL.LinkDel(l); err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+				errs = append(errs, fmt.Errorf("delete stale link %s: %w", name, err))
+			}
+		}
+	}
+	files, err := netns.List(d.netnsDir)
+	if err != nil {
+		return err
+	}
+	live := d.ctrs.LiveNetNS()
+	for _, f := range files {
+		if !live[f] {
+			d.cfg.Logger.Info("removing stale network namespace", "netns", f)
+			errs = append(errs, netns.Delete(d.ctrs.NetNSPath(f)))
+		}
+	}
+	dirs, err := os.ReadDir(d.runtimeDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range dirs {
+		if e.IsDir() && !ids[e.Name()] {
+			d.cfg.Logger.Info("removing state of a removed container", "id", e.Name())
+			errs = append(errs, d.rt.Remove(e.Name()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hostView is the API's read-only look at the host.
+type hostView struct{ nl *netlink.Handle }
+
+func (h hostView) Routes() []netip.Prefix {
+	routes, err := h.nl.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		a, ok := netip.AddrFromSlice(r.Dst.IP)
+		if !ok || ones == 0 || a.IsLinkLocalUnicast() || a.IsMulticast() {
+			continue
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), ones).Masked())
+	}
+	return out
+}
+
+func (h hostView) LinkExists(name string) bool {
+	_, err := h.nl.LinkByName(name)
+	return err == nil
+}

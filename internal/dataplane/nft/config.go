@@ -1,0 +1,137 @@
+package nft
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	v1 "github.com/knit-net/knit/api/v1"
+)
+
+// maxIfNameLen is IFNAMSIZ minus the terminating NUL.
+const maxIfNameLen = 15
+
+// Config is the whole desired state of knit's table. Sync renders it
+// completely every time; anything not described here is removed from the
+// table.
+type Config struct {
+	Networks []Network
+}
+
+// Network is the dataplane's view of one bridge network: only what the
+// ruleset depends on.
+type Network struct {
+	// Bridge is the kernel bridge's name (at most 15 bytes).
+	Bridge string
+	// Subnets are the network's address ranges, IPv4 and/or IPv6.
+	Subnets []netip.Prefix
+	// Internal networks neither reach nor are reached from any interface
+	// other than their own bridge, and are never masqueraded.
+	Internal bool
+}
+
+// FromNetworks converts the API's networks into a Config, keeping only
+// networks with driver "bridge" (host, none and other drivers have no part in
+// this table).
+func FromNetworks(nets []v1.Network) Config {
+	var cfg Config
+	for _, n := range nets {
+		if n.Driver != v1.DriverBridge {
+			continue
+		}
+		dn := Network{Bridge: n.Bridge, Internal: n.Internal}
+		for _, s := range n.Subnets {
+			dn.Subnets = append(dn.Subnets, s.Subnet)
+		}
+		cfg.Networks = append(cfg.Networks, dn)
+	}
+	return cfg
+}
+
+// normalize validates the config and returns its networks sorted by bridge
+// name with subnets masked, de-duplicated and sorted, so that equal configs
+// render byte-identical rulesets. It does not modify c.
+func (c Config) normalize() ([]Network, error) {
+	out := make([]Network, 0, len(c.Networks))
+	seen := make(map[string]bool, len(c.Networks))
+	for _, n := range c.Networks {
+		if n.Bridge == "" {
+			return nil, fmt.Errorf("network with subnets %v: bridge name is empty; every bridge network needs one", n.Subnets)
+		}
+		if len(n.Bridge) > maxIfNameLen {
+			return nil, fmt.Errorf("bridge %q: name is %d bytes, longer than the kernel's limit of %d", n.Bridge, len(n.Bridge), maxIfNameLen)
+		}
+		if seen[n.Bridge] {
+			return nil, fmt.Errorf("bridge %q: listed by two networks; a bridge belongs to one network", n.Bridge)
+		}
+		seen[n.Bridge] = true
+		subnets := make([]netip.Prefix, 0, len(n.Subnets))
+		for _, p := range n.Subnets {
+			if !p.IsValid() {
+				return nil, fmt.Errorf("bridge %q: subnet %v is not a valid prefix", n.Bridge, p)
+			}
+			if p.Addr().Is4In6() {
+				return nil, fmt.Errorf("bridge %q: subnet %v is IPv4-mapped IPv6; give it in IPv4 form", n.Bridge, p)
+			}
+			subnets = append(subnets, p.Masked())
+		}
+		slices.SortFunc(subnets, comparePrefix)
+		n.Subnets = slices.Compact(subnets)
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Network) int { return cmp.Compare(a.Bridge, b.Bridge) })
+	return out, nil
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Bits(), b.Bits())
+}
+
+// addrRange is an inclusive range of addresses of one family.
+type addrRange struct{ first, last netip.Addr }
+
+func (r addrRange) String() string { return r.first.String() + "-" + r.last.String() }
+
+// prefixRange returns the first and last address of a masked prefix.
+func prefixRange(p netip.Prefix) addrRange {
+	first := p.Addr()
+	b := first.AsSlice()
+	hostBits := len(b)*8 - p.Bits()
+	for i := len(b) - 1; i >= 0 && hostBits > 0; i-- {
+		n := min(hostBits, 8)
+		b[i] |= byte(1<<n - 1)
+		hostBits -= n
+	}
+	last, _ := netip.AddrFromSlice(b)
+	return addrRange{first: first, last: last}
+}
+
+// mergeRanges turns prefixes of one family into sorted, disjoint,
+// non-adjacent ranges: the kernel's interval sets reject overlapping
+// intervals, and two adjacent ones would share a boundary element.
+func mergeRanges(prefixes []netip.Prefix) []addrRange {
+	rs := make([]addrRange, 0, len(prefixes))
+	for _, p := range prefixes {
+		rs = append(rs, prefixRange(p))
+	}
+	slices.SortFunc(rs, func(a, b addrRange) int { return a.first.Compare(b.first) })
+	var out []addrRange
+	for _, r := range rs {
+		if n := len(out); n > 0 {
+			prev := &out[n-1]
+			next := prev.last.Next()
+			if !next.IsValid() || r.first.Compare(next) <= 0 {
+				if r.last.Compare(prev.last) > 0 {
+					prev.last = r.last
+				}
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}

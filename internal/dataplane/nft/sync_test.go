@@ -1,0 +1,277 @@
+package nft
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+
+	"github.com/knit-net/knit/internal/testutil/nstest"
+)
+
+// wantSample is how nft prints the ruleset of sampleConfig (elements in
+// the order of this kernel's hash; compared canonical).
+var wantSample = canonical(`table inet knit {
+	set bridges {
+		type ifname
+		comment "knit"
+		elements = { "kn-back",
+			     "kn-db",
+			     "kn-front" }
+	}
+
+	set internal_bridges {
+		type ifname
+		comment "knit"
+		elements = { "kn-db" }
+	}
+
+	set intra_bridge {
+		type ifname . ifname
+		comment "knit"
+		elements = { "kn-back" . "kn-back",
+			     "kn-db" . "kn-db",
+			     "kn-front" . "kn-front" }
+	}
+
+	set masq_v4 {
+		type ipv4_addr
+		flags interval
+		comment "knit"
+		elements = { 10.1.0.0/24, 10.3.0.0/24 }
+	}
+
+	set masq_v6 {
+		type ipv6_addr
+		flags interval
+		comment "knit"
+		elements = { fd00:1::/64 }
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		jump isolate comment "knit: isolate networks"
+	}
+
+	chain isolate {
+		iifname . oifname @intra_bridge return comment "knit: traffic within one bridge is never isolated"
+		iifname @bridges oifname @bridges counter packets 0 bytes 0 drop comment "knit: no traffic between knit networks"
+		iifname @internal_bridges counter packets 0 bytes 0 drop comment "knit: internal networks have no way out"
+		oifname @internal_bridges counter packets 0 bytes 0 drop comment "knit: internal networks have no way in"
+	}
+
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		jump masq comment "knit: masquerade egress of networks"
+	}
+
+	chain masq {
+		oifname @bridges return comment "knit: traffic into a knit bridge keeps its source"
+		ip saddr @masq_v4 counter packets 0 bytes 0 masquerade comment "knit: masquerade IPv4 leaving a network"
+		ip6 saddr @masq_v6 counter packets 0 bytes 0 masquerade comment "knit: masquerade IPv6 leaving a network"
+	}
+}
+`)
+
+func TestSyncRendersRuleset(t *testing.T) {
+	ns := nstest.New(t, "nft")
+	d := newDataplane(t, ns)
+	mustSync(t, d, sampleConfig())
+	if got := listKnit(t, ns); got != wantSample {
+		t.Errorf("ruleset:\n%s\nwant:\n%s", got, wantSample)
+	}
+	// What nft prints must read back: people save rulesets with
+	// "nft list ruleset > file". -c checks without committing.
+	cmd := "nft list table inet knit | nft -c -f -"
+	if out, err := execIn(ns, "sh", "-c", cmd); err != nil {
+		t.Errorf("%s: %v\n%s", cmd, err, out)
+	}
+}
+
+func TestSyncTwiceIsIdempotent(t *testing.T) {
+	ns := nstest.New(t, "nft")
+	d := newDataplane(t, ns)
+	mustSync(t, d, sampleConfig())
+	first, handle := listKnit(t, ns), tableHandle(t, ns)
+	mustSync(t, d, sampleConfig())
+	if got := listKnit(t, ns); got != first {
+		t.Errorf("second sync changed the ruleset:\n%s\nfirst:\n%s", got, first)
+	}
+	if got := tableHandle(t, ns); got != handle {
+		t.Errorf("table handle changed from %s to %s: the table was recreated", handle, got)
+	}
+	// A second Dataplane (a restarted knitd) adopts the table as it is.
+	d2 := newDataplane(t, ns)
+	mustSync(t, d2, sampleConfig())
+	if got := listKnit(t, ns); got != first || tableHandle(t, ns) != handle {
+		t.Errorf("sync from a new Dataplane changed the table:\n%s", got)
+	}
+}
+
+// TestSyncTransitions feeds configs in sequence and checks after each that
+// the table is exactly what a sync of that config into an empty namespace
+// gives: Sync is declarative whatever came before.
+func TestSyncTransitions(t *testing.T) {
+	ns := nstest.New(t, "nft")
+	d := newDataplane(t, ns)
+	steps := []struct {
+		name string
+		cfg  Config
+	}{
+		{"sample", sampleConfig()},
+		{"drop a network, make one internal, add one", Config{Networks: []Network{
+			{Bridge: "kn-front", Subnets: pfx("10.1.0.0/24", "fd00:1::/64"), Internal: true},
+			{Bridge: "kn-new", Subnets: pfx("10.9.0.0/16", "fd00:9::/64")},
+		}}},
+		{"empty", Config{}},
+		{"sample again", sampleConfig()},
+	}
+	handle := ""
+	for _, s := range steps {
+		mustSync(t, d, s.cfg)
+		if handle == "" {
+			handle = tableHandle(t, ns)
+		}
+		fresh := nstest.New(t, "nftref")
+		mustSync(t, newDataplane(t, fresh), s.cfg)
+		if got, want := listKnit(t, ns), listKnit(t, fresh); got != want {
+			t.Errorf("after %q:\n%s\nwant (fresh sync):\n%s", s.name, got, want)
+		}
+		if got := tableHandle(t, ns); got != handle {
+			t.Errorf("after %q: table handle %s, want %s", s.name, got, handle)
+		}
+	}
+}
+
+// TestSyncPrunesStale puts objects in knit's table that no config asks for
+// (a leftover chain, a leftover set, a set of the wrong shape) and checks
+// that Sync removes or replaces them.
+func TestSyncPrunesStale(t *testing.T) {
+	ns := nstest.New(t, "nft")
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Handle)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := c.AddTable(knitTable())
+	c.AddChain(&nftables.Chain{Name: "old_chain", Table: tbl})
+	for _, s := range []*nftables.Set{
+		{Table: tbl, Name: "old_set", KeyType: nftables.TypeIPAddr},
+		{Table: tbl, Name: setBridges, KeyType: nftables.TypeIPAddr}, // wrong key type
+	} {
+		if err := c.AddSet(s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatalf("seed stale objects: %v", err)
+	}
+	d := newDataplane(t, ns)
+	mustSync(t, d, sampleConfig())
+	if got := listKnit(t, ns); got != wantSample {
+		t.Errorf("stale objects survived:\n%s", got)
+	}
+}
+
+func TestForeignTableUntouched(t *testing.T) {
+	ns := nstest.New(t, "nft")
+	addForeignTable(t, ns)
+	before := nft(t, ns, "-a", "list", "table", "ip", "foreign")
+	d := newDataplane(t, ns)
+	mustSync(t, d, sampleConfig())
+	mustSync(t, d, Config{})
+	if got := nft(t, ns, "-a", "list", "table", "ip", "foreign"); got != before {
+		t.Errorf("Sync changed table ip foreign:\n%s\nbefore:\n%s", got, before)
+	}
+	if err := d.Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if got := nft(t, ns, "-a", "list", "table", "ip", "foreign"); got != before {
+		t.Errorf("Delete changed table ip foreign:\n%s\nbefore:\n%s", got, before)
+	}
+}
+
+func TestDeleteRemovesOnlyKnit(t *testing.T) {
+	ns := nstest.New(t, "nft")
+	addForeignTable(t, ns)
+	d := newDataplane(t, ns)
+	if err := d.Delete(); err != nil {
+		t.Fatalf("Delete with no table: %v", err)
+	}
+	mustSync(t, d, sampleConfig())
+	if err := d.Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if hasTable(t, ns, "inet", "knit") {
+		t.Error("table inet knit still there after Delete")
+	}
+	if !hasTable(t, ns, "ip", "foreign") {
+		t.Error("Delete removed table ip foreign")
+	}
+	if err := d.Delete(); err != nil {
+		t.Errorf("second Delete: %v", err)
+	}
+	mustSync(t, d, sampleConfig()) // usable again afterwards
+	if got := listKnit(t, ns); got != wantSample {
+		t.Errorf("sync after Delete:\n%s", got)
+	}
+	if err := d.Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+}
+
+func TestSyncInvalidChangesNothing(t *testing.T) {
+	ns := nstest.New(t, "nft")
+	d := newDataplane(t, ns)
+	mustSync(t, d, sampleConfig())
+	bad := sampleConfig()
+	bad.Networks = append(bad.Networks, Network{Bridge: "kn-front", Subnets: pfx("10.7.0.0/24")})
+	err := d.Sync(bad)
+	if err == nil || !strings.Contains(err.Error(), `bridge "kn-front"`) {
+		t.Fatalf("Sync(duplicate bridge) = %v, want an error naming the bridge", err)
+	}
+	if got := listKnit(t, ns); got != wantSample {
+		t.Errorf("failed sync changed the ruleset:\n%s", got)
+	}
+	mustSync(t, d, sampleConfig()) // the Dataplane still works
+}
+
+// TestCurrentNetNS: an empty NetNSPath binds to the namespace of the thread
+// calling New, whatever thread later calls Sync.
+func TestCurrentNetNS(t *testing.T) {
+	ns := nstest.New(t, "nft")
+	var d *Dataplane
+	var err error
+	ns.Do(t, func() { d, err = New(Options{}) })
+	if err != nil {
+		t.Fatalf("New inside %s: %v", ns.Name, err)
+	}
+	defer d.Close()
+	mustSync(t, d, sampleConfig())
+	if got := listKnit(t, ns); got != wantSample {
+		t.Errorf("ruleset in %s:\n%s", ns.Name, got)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	ns := nstest.New(t, "nft")
+	d, err := New(Options{NetNSPath: ns.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := d.Sync(Config{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Sync after Close = %v, want ErrClosed", err)
+	}
+	if err := d.Delete(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Delete after Close = %v, want ErrClosed", err)
+	}
+	if _, err := New(Options{NetNSPath: "/run/netns/kt-missing"}); err == nil || !strings.Contains(err.Error(), "kt-missing") {
+		t.Errorf("New(missing namespace) = %v, want an error naming it", err)
+	}
+}

@@ -1,0 +1,97 @@
+// Package state is knit's store schema: the keys under which networks and
+// containers live and typed accessors for them inside a store transaction.
+//
+//	networks/<name>    v1.Network
+//	containers/<name>  v1.Container
+//	ipam/…, ipamcursor/…  (package ipam)
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+
+	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/store"
+)
+
+// Key prefixes.
+const (
+	NetworksPrefix   = "networks/"
+	ContainersPrefix = "containers/"
+)
+
+// NetworkKey and ContainerKey name one object.
+func NetworkKey(name string) string   { return NetworksPrefix + name }
+func ContainerKey(name string) string { return ContainersPrefix + name }
+
+func get[T any](tx store.Tx, key string) (*T, error) {
+	b, ok, err := tx.Get(key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	v := new(T)
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return v, nil
+}
+
+func list[T any](tx store.Tx, prefix string) ([]T, error) {
+	kvs, err := tx.List(prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(kvs))
+	for _, kv := range kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func put(tx store.Tx, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return tx.Put(key, b)
+}
+
+// GetNetwork returns nil, nil when the network does not exist.
+func GetNetwork(tx store.Tx, name string) (*v1.Network, error) {
+	return get[v1.Network](tx, NetworkKey(name))
+}
+
+// ListNetworks returns every network in name order.
+func ListNetworks(tx store.Tx) ([]v1.Network, error) { return list[v1.Network](tx, NetworksPrefix) }
+
+// PutNetwork writes n.
+func PutNetwork(tx store.Tx, n *v1.Network) error { return put(tx, NetworkKey(n.Name), n) }
+
+// GetContainer returns nil, nil when the container does not exist.
+func GetContainer(tx store.Tx, name string) (*v1.Container, error) {
+	return get[v1.Container](tx, ContainerKey(name))
+}
+
+// ListContainers returns every container in name order.
+func ListContainers(tx store.Tx) ([]v1.Container, error) {
+	return list[v1.Container](tx, ContainersPrefix)
+}
+
+// PutContainer writes c.
+func PutContainer(tx store.Tx, c *v1.Container) error { return put(tx, ContainerKey(c.Name), c) }
+
+// DecodeContainer and DecodeNetwork read a watched value.
+func DecodeContainer(b []byte) (*v1.Container, error) {
+	c := new(v1.Container)
+	return c, json.Unmarshal(b, c)
+}
+
+// DecodeNetwork reads a watched network value.
+func DecodeNetwork(b []byte) (*v1.Network, error) {
+	n := new(v1.Network)
+	return n, json.Unmarshal(b, n)
+}

@@ -1,0 +1,290 @@
+// Package e2e drives the real knitd and knit binaries. Each test gets a
+// throwaway "host" network namespace with an uplink to an "outside"
+// namespace, runs knitd inside the host namespace (entering only its network
+// namespace, so container namespace files stay visible), and uses the CLI
+// like a user would. Everything is removed when the test ends.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/netns"
+	"github.com/knit-net/knit/internal/testutil/nstest"
+)
+
+var bins struct{ knitd, knit, probe string }
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("e2e: skipped: needs root (network namespaces, links, nftables)")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "knit-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	bins.knitd, bins.knit, bins.probe = filepath.Join(dir, "knitd"), filepath.Join(dir, "knit"), filepath.Join(dir, "probe")
+	for out, pkg := range map[string]string{bins.knitd: "./cmd/knitd", bins.knit: "./cmd/knit", bins.probe: "./test/e2e/probe"} {
+		args := []string{"build", "-o", out}
+		if os.Getenv("KNIT_E2E_RACE") != "" && pkg != "./test/e2e/probe" {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, pkg)...)
+		cmd.Dir = "../.."
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fmt.Printf("build %s: %v\n%s", pkg, err, b)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Host is a test "host": a namespace running knitd, with an uplink to an
+// outside namespace that serves TCP on OutsideAddr.
+type Host struct {
+	t       *testing.T
+	NS      *nstest.NS
+	Outside *nstest.NS
+	dir     string
+	socket  string
+	knitd   *exec.Cmd
+	logFile *os.File
+	// UplinkIP is the host's address towards the outside; OutsideAddr is the
+	// outside server.
+	UplinkIP, OutsideAddr string
+	// seen receives the client address of each connection to the outside server.
+	seen chan string
+}
+
+func newHost(t *testing.T) *Host {
+	t.Helper()
+	h := &Host{t: t, NS: nstest.New(t, "host"), Outside: nstest.New(t, "out"), dir: t.TempDir(), seen: make(chan string, 100)}
+	h.socket = filepath.Join(h.dir, "knit.sock")
+	h.UplinkIP, h.OutsideAddr = "198.51.100.1", "198.51.100.2:9000"
+	h.wireUplink()
+	h.startKnitd()
+	t.Cleanup(h.cleanup)
+	return h
+}
+
+// wireUplink connects host and outside with a veth and routes the host's
+// default route through it.
+func (h *Host) wireUplink() {
+	t := h.t
+	la := netlink.NewLinkAttrs()
+	la.Name = "kt-up"
+	veth := &netlink.Veth{LinkAttrs: la, PeerName: "kt-down", PeerNamespace: netlink.NsFd(h.Outside.Handle)}
+	must(t, h.NS.Netlink.LinkAdd(veth))
+	up, err := h.NS.Netlink.LinkByName("kt-up")
+	must(t, err)
+	addr, _ := netlink.ParseAddr(h.UplinkIP + "/24")
+	must(t, h.NS.Netlink.AddrAdd(up, addr))
+	must(t, h.NS.Netlink.LinkSetUp(up))
+	down, err := h.Outside.Netlink.LinkByName("kt-down")
+	must(t, err)
+	oaddr, _ := netlink.ParseAddr("198.51.100.2/24")
+	must(t, h.Outside.Netlink.AddrAdd(down, oaddr))
+	must(t, h.Outside.Netlink.LinkSetUp(down))
+	_, dst, _ := net.ParseCIDR("0.0.0.0/0")
+	must(t, h.NS.Netlink.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: dst, Gw: net.ParseIP("198.51.100.2")}))
+	var ln net.Listener
+	h.Outside.Do(t, func() { ln, err = net.Listen("tcp", h.OutsideAddr) })
+	must(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case h.seen <- c.RemoteAddr().String():
+			default:
+			}
+			fmt.Fprintf(c, "outside %s\n", c.RemoteAddr())
+			c.Close()
+		}
+	}()
+}
+
+func (h *Host) startKnitd() {
+	t := h.t
+	f, err := os.OpenFile(filepath.Join(h.dir, "knitd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	must(t, err)
+	h.logFile = f
+	cmd := exec.Command("nsenter", "--net="+h.NS.Path, bins.knitd,
+		"--state-dir", filepath.Join(h.dir, "state"), "--run-dir", filepath.Join(h.dir, "run"), "--socket", h.socket,
+		"--address-pool", "base=10.200.0.0/16,size=24", "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = f, f
+	must(t, cmd.Start())
+	h.knitd = cmd
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := h.try("network", "ls"); err == nil {
+			return
+		}
+		if cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("knitd did not come up; its log:\n%s", h.daemonLog())
+}
+
+// killKnitd ends knitd the hard way (kill -9), as a crash would.
+func (h *Host) killKnitd() {
+	_ = h.knitd.Process.Signal(syscall.SIGKILL)
+	_ = h.knitd.Wait()
+}
+
+func (h *Host) stopKnitd() {
+	_ = h.knitd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = h.knitd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = h.knitd.Process.Kill()
+		<-done
+	}
+}
+
+func (h *Host) daemonLog() string {
+	b, _ := os.ReadFile(filepath.Join(h.dir, "knitd.log"))
+	return string(b)
+}
+
+// cleanup removes every container (killing their processes), stops knitd and
+// unmounts anything left under the run directory.
+func (h *Host) cleanup() {
+	if h.knitd.ProcessState == nil {
+		if out, err := h.try("ps", "-a", "-q"); err == nil {
+			for _, name := range strings.Fields(out) {
+				if _, err := h.try("rm", "-f", name); err != nil {
+					h.t.Logf("cleanup: rm -f %s: %v", name, err)
+				}
+			}
+		}
+		h.stopKnitd()
+	}
+	files, _ := netns.List(filepath.Join(h.dir, "run", "netns"))
+	for _, f := range files {
+		_ = netns.Delete(filepath.Join(h.dir, "run", "netns", f))
+	}
+	_ = syscall.Unmount(filepath.Join(h.dir, "run", "netns"), syscall.MNT_DETACH)
+	h.logFile.Close()
+	if h.t.Failed() {
+		h.t.Logf("knitd log:\n%s", h.daemonLog())
+	}
+}
+
+// try runs the knit CLI and returns its stdout, or an error with stderr.
+func (h *Host) try(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bins.knit, append([]string{"--socket", h.socket}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("knit %s: %w: %s%s", strings.Join(args, " "), err, stderr.String(), out)
+	}
+	return string(out), nil
+}
+
+// knit runs the CLI and fails the test on error.
+func (h *Host) knit(args ...string) string {
+	h.t.Helper()
+	out, err := h.try(args...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// container returns the inspected container.
+func (h *Host) container(name string) v1.Container {
+	h.t.Helper()
+	var cs []v1.Container
+	must(h.t, json.Unmarshal([]byte(h.knit("inspect", name)), &cs))
+	return cs[0]
+}
+
+// ip returns the container's IPv4 address on a network.
+func (h *Host) ip(name, network string) string {
+	h.t.Helper()
+	for _, ep := range h.container(name).Endpoints {
+		if ep.Network == network {
+			for _, a := range ep.Addresses {
+				if a.Addr().Is4() {
+					return a.Addr().String()
+				}
+			}
+		}
+	}
+	h.t.Fatalf("container %s has no IPv4 address on %s", name, network)
+	return ""
+}
+
+// serve runs a detached container with probe serving TCP on 8080.
+func (h *Host) serve(name string, flags ...string) {
+	h.t.Helper()
+	args := append([]string{"run", "-d", "--name", name}, flags...)
+	h.knit(append(args, "--", bins.probe, "serve", "8080")...)
+	h.waitLog(name, "listening")
+}
+
+// dial runs probe dial inside a container and reports success and output.
+func (h *Host) dial(from, addr string) (string, bool) {
+	out, err := h.try("exec", from, "--", bins.probe, "dial", addr)
+	return strings.TrimSpace(out), err == nil
+}
+
+func (h *Host) waitLog(name, want string) string {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var out string
+	for time.Now().Before(deadline) {
+		out, _ = h.try("logs", name)
+		if strings.Contains(out, want) {
+			return out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.t.Fatalf("container %s never logged %q; log:\n%s", name, want, out)
+	return ""
+}
+
+// links lists the host namespace's link names.
+func (h *Host) links() []string {
+	ls, err := h.NS.Netlink.LinkList()
+	must(h.t, err)
+	var names []string
+	for _, l := range ls {
+		names = append(names, l.Attrs().Name)
+	}
+	return names
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+

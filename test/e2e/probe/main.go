@@ -1,0 +1,103 @@
+// Command probe is the end-to-end tests' traffic tool, run inside containers:
+//
+//	probe serve PORT         TCP server: answers each connection with
+//	                         "<hostname> <client address>\n", then echoes
+//	probe dial ADDR          connect (1 s timeout), print the answer, exit 0;
+//	                         exit 1 if the connection fails
+//	probe hold ADDR          connect and exchange a byte every 100 ms until
+//	                         killed; any failure prints FAIL and exits 1
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: probe serve PORT | dial ADDR | hold ADDR")
+		os.Exit(2)
+	}
+	arg := os.Args[2]
+	switch os.Args[1] {
+	case "serve":
+		serve(arg)
+	case "dial":
+		dial(arg)
+	case "hold":
+		hold(arg)
+	default:
+		fmt.Fprintln(os.Stderr, "probe: unknown mode", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+func serve(port string) {
+	ln, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		fmt.Println("FAIL listen:", err)
+		os.Exit(1)
+	}
+	host, _ := os.Hostname()
+	fmt.Println("listening", port)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			continue
+		}
+		go func() {
+			defer c.Close()
+			fmt.Fprintf(c, "%s %s\n", host, c.RemoteAddr())
+			_, _ = io.Copy(c, c)
+		}()
+	}
+}
+
+func dial(addr string) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		fmt.Println("FAIL", err)
+		os.Exit(1)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		fmt.Println("FAIL read:", err)
+		os.Exit(1)
+	}
+	fmt.Print(line)
+}
+
+func hold(addr string) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		fmt.Println("FAIL", err)
+		os.Exit(1)
+	}
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		fmt.Println("FAIL greeting:", err)
+		os.Exit(1)
+	}
+	fmt.Println("connected")
+	for i := 0; ; i++ {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte{'x'}); err != nil {
+			fmt.Println("FAIL write:", err)
+			os.Exit(1)
+		}
+		if _, err := r.ReadByte(); err != nil {
+			fmt.Println("FAIL read:", err)
+			os.Exit(1)
+		}
+		if i%10 == 0 {
+			fmt.Println("ok", i)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
