@@ -18,7 +18,7 @@ build:
 	$(GO) build $(GOFLAGS) -o $(BIN)/probe ./test/e2e/probe
 
 demo: build
-	sudo ./scripts/demo.sh
+	./scripts/demo.sh
 
 test:
 	$(GO) vet ./...
@@ -28,7 +28,7 @@ test-unit:
 	$(GO) test -race -count=1 -short ./...
 
 bench: build
-	sudo ./bench/run.sh
+	./bench/run.sh
 
 clean:
 	rm -rf $(BIN) results

@@ -7,6 +7,7 @@
 # (backend). The demo prints who reaches whom and who reaches the outside,
 # then removes everything it made.
 set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "demo: run as root (it creates network namespaces)"; exit 1; }
 cd "$(dirname "$0")/.."
 BIN=$PWD/bin
 HOST=knit-demo-host OUT=knit-demo-out

@@ -46,13 +46,44 @@ func InitMain() {
 	}
 	code, err := initContainer(os.Args[2], os.Args[3:])
 	fmt.Fprintf(os.Stderr, "knit: %v\n", err)
-	_, _ = unix.Write(statusFD, []byte(strconv.Itoa(code)+" "+err.Error()))
+	if isPipe(statusFD) {
+		_, _ = unix.Write(statusFD, []byte(strconv.Itoa(code)+" "+err.Error()))
+	}
 	os.Exit(code)
+}
+
+// checkOwnNamespaces refuses to go on unless this process has mount and UTS
+// namespaces of its own, as Start's clone gives it, and the status pipe. The
+// marker typed by hand would otherwise make the host's mounts private, cover
+// its /etc files and detach its namespace files.
+func checkOwnNamespaces() error {
+	for _, ns := range []string{"mnt", "uts"} {
+		self, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			return fmt.Errorf("refusing to run: %w", err)
+		}
+		parent, err := os.Readlink("/proc/" + strconv.Itoa(os.Getppid()) + "/ns/" + ns)
+		if err != nil || parent == self {
+			return fmt.Errorf("refusing to run: not started by knit (%s namespace is the parent's)", ns)
+		}
+	}
+	if !isPipe(statusFD) {
+		return errors.New("refusing to run: not started by knit (no status pipe)")
+	}
+	return nil
+}
+
+func isPipe(fd int) bool {
+	var st unix.Stat_t
+	return unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFIFO
 }
 
 // initContainer sets up the namespaces that Start created and execs argv.
 // It only returns on failure, with the exit code to use.
 func initContainer(dir string, argv []string) (int, error) {
+	if err := checkOwnNamespaces(); err != nil {
+		return 125, err
+	}
 	syscall.CloseOnExec(statusFD) // a successful exec closes the pipe
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return 125, fmt.Errorf("make mounts private: %w", err)

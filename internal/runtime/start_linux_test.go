@@ -197,3 +197,29 @@ func TestExecArgs(t *testing.T) {
 		t.Errorf("exec output %q, want %q", got, want)
 	}
 }
+
+// The helper run by hand (here: by a shell inside a container, so a broken
+// guard could only harm that container) refuses to touch its namespaces.
+func TestInitGuard(t *testing.T) {
+	r, rec, _ := newRuntime(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := runtime.Spec{ID: "g1", Hostname: "guarded", Command: []string{"sh", "-c",
+		`"$0" __knit_init /nonexistent true 3>&1 | cat; echo "after $(hostname)"`, exe}}
+	start(t, r, spec)
+	if code := rec.wait(t, spec.ID); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	log := readFile(t, r.LogPath(spec.ID))
+	for _, want := range []string{
+		"knit: refusing to run: not started by knit (mnt namespace is the parent's)\n",
+		"125 refusing to run",
+		"after guarded\n",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}

@@ -70,7 +70,7 @@ func TestRulesDoNotGrow(t *testing.T) {
 func BenchmarkSync(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("networks=%d", n), func(b *testing.B) {
-			ns := nstest.New(b, "bench")
+			ns := nstest.New(b, "nftbench")
 			d := newDataplane(b, ns)
 			cfg := manyNetworks(n)
 			mustSync(b, d, cfg)

@@ -12,8 +12,7 @@
 // removed and re-added), so established TCP connections survive the restart.
 // What is wrong but fixable in place (MTU, master, up, MAC, addresses, default
 // routes) is fixed in place; only an endpoint whose two halves are not each
-// other's peers, or whose host link is not a veth, is deleted and recreated,
-// with the reason logged.
+// other's peers is deleted and recreated, with the reason logged.
 //
 // Attach is on the hot path (target: API call to eth0 up with its address in
 // a few milliseconds with a thousand containers present), so a new endpoint

@@ -129,9 +129,12 @@ func (d *Driver) adoptEndpoint(e endpointSpec, ch *netlink.Handle, host netlink.
 }
 
 // recreateEndpoint deletes both ends (c may be nil) and creates the pair anew.
+// It refuses when the host link is not a veth named like knit's.
 func (d *Driver) recreateEndpoint(e endpointSpec, ch *netlink.Handle, host, c netlink.Link, reason string) error {
-	if !isKnit(e.hostVeth) {
-		return fmt.Errorf("endpoint %q: needs recreating (%s) but the name is not knit's: remove the %s link", e.hostVeth, reason, host.Type())
+	if _, ok := host.(*netlink.Veth); !ok || !isKnit(e.hostVeth) {
+		// Only a veth of knit's is ever deleted here: a bridge or anything
+		// else by that name is not an endpoint gone wrong.
+		return fmt.Errorf("endpoint %q: a %s link of that name is in the way (%s): remove it or rename the endpoint", e.hostVeth, host.Type(), reason)
 	}
 	d.log.Warn("recreating endpoint", "hostVeth", e.hostVeth, "interface", e.iface, "netns", e.netns, "reason", reason)
 	if err := d.nl.LinkDel(host); err != nil && !isNotFound(err) {

@@ -250,6 +250,14 @@ func TestEnsureEndpointErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"kn-er"`) {
 		t.Fatalf("EnsureEndpoint without its bridge: %v, want an error naming kn-er", err)
 	}
+	// A bridge in the host veth's place is not deleted.
+	e.ensureNetwork(n)
+	if err := e.d.EnsureEndpoint(endpoint(n, "kn-er", "eth0", c, "10.89.0.2/24")); err == nil {
+		t.Fatal("EnsureEndpoint accepted the bridge as its host veth")
+	}
+	if l := link(t, e.host.Netlink, "kn-er"); l.Type() != "bridge" {
+		t.Fatalf("bridge in the way was replaced by a %s", l.Type())
+	}
 	ep := endpoint(n, "kn-x1", "eth0", c)
 	ep.Spec.MAC = "not-a-mac"
 	if err := e.d.EnsureEndpoint(ep); err == nil {
