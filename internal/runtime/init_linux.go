@@ -84,7 +84,11 @@ func initContainer(dir string, argv []string) (int, error) {
 	if err := checkOwnNamespaces(); err != nil {
 		return 125, err
 	}
-	syscall.CloseOnExec(statusFD) // a successful exec closes the pipe
+	// Nothing the daemon inherited reaches the command; a successful exec
+	// also closes the status pipe.
+	if err := unix.CloseRange(statusFD, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return 125, fmt.Errorf("mark descriptors close-on-exec: %w", err)
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return 125, fmt.Errorf("make mounts private: %w", err)
 	}
