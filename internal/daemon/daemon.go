@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/knit-net/knit/internal/ipam"
@@ -52,8 +53,15 @@ func (c *Config) fill() {
 	if c.Socket == "" {
 		c.Socket = filepath.Join(c.RunDir, "knit.sock")
 	}
-	if len(c.Pools) == 0 {
-		c.Pools = ipam.DefaultPools()
+	// Pools given for one family only keep the defaults of the other.
+	for _, v6 := range []bool{false, true} {
+		if !slices.ContainsFunc(c.Pools, func(p ipam.Pool) bool { return p.Base.Addr().Is6() == v6 }) {
+			for _, p := range ipam.DefaultPools() {
+				if p.Base.Addr().Is6() == v6 {
+					c.Pools = append(c.Pools, p)
+				}
+			}
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

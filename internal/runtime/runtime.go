@@ -2,7 +2,11 @@
 // filesystem (there are no images) in new UTS and mount namespaces, inside a
 // network namespace prepared elsewhere (or the daemon's own, for host mode),
 // with its own /etc/hosts, /etc/hostname and /etc/resolv.conf bind-mounted
-// from its state directory <dir>/<id>/.
+// from its state directory.
+//
+// <dir>/<id>/ holds hosts, hostname and resolv.conf (the bind mounts'
+// sources, rewritten in place by WriteFiles), log (the command's stdout and
+// stderr, appended to) and pid ("pid starttime").
 //
 // # Starting
 //

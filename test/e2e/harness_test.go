@@ -288,3 +288,15 @@ func must(t testing.TB, err error) {
 	}
 }
 
+
+// nft runs the nft binary inside the host namespace (to look, never to change).
+func (h *Host) nft(args ...string) string {
+	h.t.Helper()
+	out, err := exec.Command("nsenter", append([]string{"--net=" + h.NS.Path, "nft"}, args...)...).CombinedOutput()
+	if err != nil {
+		h.t.Fatalf("nft %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }

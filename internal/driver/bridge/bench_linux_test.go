@@ -98,6 +98,7 @@ func benchEnsureEndpoint(b *testing.B, present int) {
 		b.StartTimer()
 	}
 	b.StopTimer()
+	bridge.DumpPhases()
 	report(b, "attach", attach)
 	report(b, "netns-create", create)
 	report(b, "adopt", adopt)

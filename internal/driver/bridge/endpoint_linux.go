@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"slices"
+	"time"
 
 	"github.com/knit-net/knit/internal/driver"
 	"github.com/knit-net/knit/internal/netns"
@@ -18,7 +21,20 @@ import (
 // given), exactly the addresses, and one default route per gateway. An
 // existing pair is adopted as it is when right and fixed in place otherwise;
 // it is recreated only when its halves are not each other's peers.
+var phase = map[string]*[]time.Duration{}
+var phaseT time.Time
+func mark(name string) {
+	now := time.Now()
+	if phase[name] == nil { phase[name] = new([]time.Duration) }
+	*phase[name] = append(*phase[name], now.Sub(phaseT))
+	phaseT = now
+}
+func DumpPhases() {
+	for k, v := range phase { s := *v; slices.Sort(s); fmt.Fprintln(os.Stderr, k, s[len(s)/2], s[len(s)*99/100]) }
+}
+
 func (d *Driver) EnsureEndpoint(ep driver.Endpoint) error {
+	phaseT = time.Now()
 	e, err := endpointOf(ep)
 	if err != nil {
 		return err
@@ -27,7 +43,9 @@ func (d *Driver) EnsureEndpoint(ep driver.Endpoint) error {
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("endpoint %q: look up host veth: %w", e.hostVeth, err)
 	}
+	mark("host-getlink")
 	ch, herr := netns.NetlinkHandle(e.netns)
+	mark("container-handle")
 	if herr != nil {
 		return fmt.Errorf("endpoint %q: %w", e.hostVeth, herr)
 	}
@@ -45,6 +63,7 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 	if err != nil {
 		return fmt.Errorf("endpoint %q: %w", e.hostVeth, err)
 	}
+	mark("bridge-getlink")
 	nsfd, err := unix.Open(e.netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("endpoint %q: open netns %q: %w", e.hostVeth, e.netns, err)
@@ -52,6 +71,7 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 	defer unix.Close(nsfd)
 	v := vethSpec{host: e.hostVeth, peer: e.iface, mtu: e.mtu, master: master, peerMAC: e.mac, peerNSFd: nsfd}
 	err = d.createVeth(v)
+	mark("newlink")
 	if errors.Is(err, unix.EEXIST) {
 		// The host end was absent, so the container's name is taken, by an
 		// interface that is not the host end's peer: knit owns the container
@@ -69,9 +89,11 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 		return fmt.Errorf("endpoint %q: create veth pair with %q in %q: %w", e.hostVeth, e.iface, e.netns, err)
 	}
 	c, err := ch.LinkByName(e.iface)
+	mark("c-getlink")
 	if err == nil {
 		err = ch.LinkSetUp(c)
 	}
+	mark("c-up")
 	if err != nil {
 		return fmt.Errorf("endpoint %q: container interface %q: set up: %w", e.hostVeth, e.iface, err)
 	}
@@ -80,6 +102,8 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 			return fmt.Errorf("endpoint %q: container interface %q: %w", e.hostVeth, e.iface, err)
 		}
 	}
+	mark("c-addr")
+	defer mark("c-route")
 	for _, gw := range e.gateways {
 		if err := replaceDefaultRoute(ch, c.Attrs().Index, gw.Unmap()); err != nil {
 			return fmt.Errorf("endpoint %q: container interface %q: %w", e.hostVeth, e.iface, err)
