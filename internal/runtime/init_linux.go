@@ -1,25 +1,5 @@
 package runtime
 
-// Design notes: the helper's mounts.
-//
-// CLONE_NEWNS gives the helper a copy of the daemon's mount table, in which
-// mounts that are shared on the host stay peers of the host's. So the first
-// step makes every mount recursively private; only after that may the helper
-// unmount or bind anything without it reaching the host. (rslave would let
-// host unmounts reach the container, but every later host mount would then
-// be copied into every container: a cost that grows with their number.)
-//
-// The second step detaches every nsfs mount (network namespace files such as
-// /run/netns/*). A container needs none, and the copies would otherwise pin
-// the other containers' namespaces for as long as it lives and make the
-// kernel's mount count grow as containers × namespaces.
-//
-// Then the three files are bound. A symlink (/etc/resolv.conf pointing to
-// /run/systemd/resolve/stub-resolv.conf) is bound over its target, which only
-// this container sees. A dangling link into /run gets a private tmpfs on the
-// target's directory holding an empty file to bind over; any other missing
-// file is skipped with a warning in the container's log.
-
 import (
 	"bytes"
 	"errors"
@@ -29,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -132,82 +111,4 @@ func lookPathError(name string, err error) (int, error) {
 		return 126, fmt.Errorf("command %q is not executable", name)
 	}
 	return 126, fmt.Errorf("command %q: %w", name, err)
-}
-
-// detachNSMounts lazily unmounts every nsfs mount in the (private) mount
-// namespace, children first. Failures only leave a mount in place.
-func detachNSMounts() {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	lines := strings.Split(string(b), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		pre, post, ok := strings.Cut(lines[i], " - ")
-		f := strings.Fields(pre)
-		if ok && strings.HasPrefix(post, "nsfs ") && len(f) >= 5 {
-			_ = unix.Unmount(unescapeMountPath(f[4]), unix.MNT_DETACH)
-		}
-	}
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// bindFile bind-mounts src over dst, or over what dst links to.
-func bindFile(src, dst string) error {
-	target, err := filepath.EvalSymlinks(dst)
-	if errors.Is(err, fs.ErrNotExist) {
-		target, err = missingTarget(dst)
-	}
-	if err != nil || target == "" {
-		return err
-	}
-	return unix.Mount(src, target, "", unix.MS_BIND, "")
-}
-
-// missingTarget makes a private file to bind over when dst is a dangling
-// symlink into /run, and returns it; for anything else missing it warns and
-// returns "".
-func missingTarget(dst string) (string, error) {
-	link := dst
-	for range 40 {
-		next, err := os.Readlink(link)
-		if err != nil {
-			break
-		}
-		if !filepath.IsAbs(next) {
-			next = filepath.Join(filepath.Dir(link), next)
-		}
-		link = next
-	}
-	dir, err := filepath.EvalSymlinks(filepath.Dir(link))
-	if link == dst || err != nil || !strings.HasPrefix(dir, "/run/") {
-		fmt.Fprintf(os.Stderr, "knit: warning: %s does not exist (resolves to %s); the container has none\n", dst, link)
-		return "", nil
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
-		return "", fmt.Errorf("dangling link to %s: mount private tmpfs on %s: %w", link, dir, err)
-	}
-	target := filepath.Join(dir, filepath.Base(link))
-	if err := os.WriteFile(target, nil, 0o644); err != nil {
-		return "", fmt.Errorf("dangling link to %s: %w", link, err)
-	}
-	return target, nil
 }

@@ -14,9 +14,10 @@
 // cloned with CLONE_NEWUTS|CLONE_NEWNS into a new session, from an OS thread
 // that has entered the container's network namespace: the child inherits the
 // thread's namespace, as with containernetworking's ns.Do around cmd.Start.
-// The helper is InitMain: it makes its mounts private, binds the three files,
-// sets the hostname and execs the command, so the container's PID is the
-// helper's. A close-on-exec status pipe tells Start how that went: it closes
+// The helper is InitMain: it makes its mounts private, detaches the copies
+// of namespace files, binds the three files, sets the hostname and execs the
+// command, so the container's PID is the helper's (mounts_linux.go explains
+// the mount choices). A close-on-exec status pipe tells Start how that went: it closes
 // with no data when the exec happened, or carries the reason it failed.
 // Every binary that creates a Runtime must therefore call InitMain as the
 // first statement of main (tests: of TestMain).
@@ -41,7 +42,8 @@
 // checks that the PID still carries that start time (field 22 of
 // /proc/<pid>/stat), so a reused PID is never taken for the container, and
 // then polls it every 500ms: it is no longer our child, so onExit receives -1
-// as its exit code.
+// as its exit code, and what its process group leaves behind is not killed
+// for it (Stop still signals the whole group).
 package runtime
 
 import (

@@ -70,3 +70,27 @@ func TestUnescapeMountPath(t *testing.T) {
 		}
 	}
 }
+
+func TestNSMountsToDetach(t *testing.T) {
+	const info = `27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+50 27 0:40 / /run rw - tmpfs tmpfs rw
+42 50 0:40 /netns /run/netns rw shared:1 - tmpfs tmpfs rw
+43 42 0:4 net:[4026532177] /run/netns/a rw shared:2 - nsfs nsfs rw
+44 42 0:4 net:[4026532178] /run/netns/b rw shared:3 - nsfs nsfs rw
+60 27 254:0 /var/lib/knit/netns /var/lib/knit/netns rw - ext4 /dev/vda rw
+61 60 0:4 net:[4026532179] /var/lib/knit/netns/c rw - nsfs nsfs rw
+70 27 254:0 /srv/other /var/lib/moved rw - ext4 /dev/vda rw
+71 70 0:4 net:[4026532180] /var/lib/moved/d rw - nsfs nsfs rw
+72 27 0:4 net:[4026532181] /tmp/my\040ns rw - nsfs nsfs rw
+`
+	got := nsMountsToDetach(parseMountInfo(info))
+	want := []string{
+		"/run/netns",          // self-bind of a directory of the /run tmpfs
+		"/var/lib/knit/netns", // self-bind on the root filesystem
+		"/var/lib/moved/d",    // its parent shows another directory: keep it
+		"/tmp/my ns",          // directly on the root
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("nsMountsToDetach = %q, want %q", got, want)
+	}
+}

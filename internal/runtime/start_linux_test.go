@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/knit-net/knit/internal/runtime"
 	"github.com/knit-net/knit/internal/testutil/nstest"
 )
@@ -16,6 +18,16 @@ import (
 func TestStartInNetNS(t *testing.T) {
 	r, rec, dir := newRuntime(t)
 	ns := nstest.New(t, "rt")
+	// A namespace file outside any self-bind too: both ways of detaching
+	// nsfs mounts in the container get used.
+	extra := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(extra, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(ns.Path, extra, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(extra, unix.MNT_DETACH) })
 	hostsBefore := readFile(t, "/etc/hosts")
 	hostnameBefore, _ := os.Hostname()
 

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	bins.knitd, bins.knit, bins.probe = filepath.Join(dir, "knitd"), filepath.Join(dir, "knit"), filepath.Join(dir, "probe")
 	for out, pkg := range map[string]string{bins.knitd: "./cmd/knitd", bins.knit: "./cmd/knit", bins.probe: "./test/e2e/probe"} {
 		args := []string{"build", "-o", out}
-		if os.Getenv("KNIT_E2E_RACE") != "" && pkg != "./test/e2e/probe" {
+		if raceEnabled && pkg != "./test/e2e/probe" {
 			args = append(args, "-race")
 		}
 		cmd := exec.Command("go", append(args, pkg)...)

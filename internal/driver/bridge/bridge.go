@@ -31,6 +31,13 @@
 //     unpaired veth refuses to open), one RTM_NEWADDR per address (IPv6 with
 //     IFA_F_NODAD, usable at once) and one RTM_NEWROUTE per default gateway.
 //
+// An endpoint without IPv6 addresses gets no IPv6 link-local address either
+// (addr_gen_mode none, set before the interface goes up; Docker disables
+// IPv6 on such interfaces for the same reason). Otherwise each new interface
+// sends DAD, MLD and router solicitations to multicast groups the bridge
+// floods to every port: with a thousand containers on the bridge that is
+// thousands of deliveries per attach, and it tripled the attach p99.
+//
 // The bridge gets a fixed, locally administered MAC derived from the network
 // ID. A bridge whose MAC was never set takes the lowest MAC of its ports and
 // changes it as ports come and go, which makes every container's ARP entry
@@ -143,6 +150,16 @@ func bridgeOf(n *v1.Network) (bridgeSpec, error) {
 		}
 	}
 	return b, nil
+}
+
+// hasIPv6 reports whether the endpoint has an IPv6 address.
+func (e endpointSpec) hasIPv6() bool {
+	for _, p := range e.addrs {
+		if p.Addr().Is6() {
+			return true
+		}
+	}
+	return false
 }
 
 // endpointSpec is what EnsureEndpoint puts in place for one endpoint.

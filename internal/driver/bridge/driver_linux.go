@@ -17,6 +17,10 @@ import (
 
 var _ driver.Driver = (*Driver)(nil)
 
+// in6AddrGenModeNone is IN6_ADDR_GEN_MODE_NONE (linux/if_link.h): no IPv6
+// link-local address is generated for the interface.
+const in6AddrGenModeNone = 1
+
 // Driver programs bridge networks. It is safe for concurrent use; calls for
 // different endpoints may run in parallel, calls for the same endpoint or
 // network must be serialized by the caller.

@@ -31,6 +31,7 @@ func mark(name string) {
 }
 func DumpPhases() {
 	for k, v := range phase { s := *v; slices.Sort(s); fmt.Fprintln(os.Stderr, k, s[len(s)/2], s[len(s)*99/100]) }
+	phase = map[string]*[]time.Duration{}
 }
 
 func (d *Driver) EnsureEndpoint(ep driver.Endpoint) error {
@@ -90,12 +91,17 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 	}
 	c, err := ch.LinkByName(e.iface)
 	mark("c-getlink")
+	if err == nil && !e.hasIPv6() {
+		// Before up, or the kernel makes a link-local address anyway.
+		err = ch.LinkSetIP6AddrGenMode(c, in6AddrGenModeNone)
+	}
+	mark("c-genmode")
 	if err == nil {
 		err = ch.LinkSetUp(c)
 	}
 	mark("c-up")
 	if err != nil {
-		return fmt.Errorf("endpoint %q: container interface %q: set up: %w", e.hostVeth, e.iface, err)
+		return fmt.Errorf("endpoint %q: container interface %q: bring up: %w", e.hostVeth, e.iface, err)
 	}
 	for _, p := range e.addrs {
 		if err := addAddr(ch, c, p); err != nil {
