@@ -123,4 +123,3 @@ func newID() string {
 func (s *Server) waitCtx(r *http.Request, extra time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), s.opts.WaitTimeout+extra)
 }
-

@@ -262,4 +262,3 @@ func strs[T fmt.Stringer](xs []T) []string {
 	}
 	return out
 }
-

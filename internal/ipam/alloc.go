@@ -13,7 +13,7 @@ import (
 // allocation walks forward like host-local and a released address is not
 // reused at once.
 func addrKey(netID string, a netip.Addr) string { return "ipam/" + netID + "/" + a.String() }
-func netPrefix(netID string) string            { return "ipam/" + netID + "/" }
+func netPrefix(netID string) string             { return "ipam/" + netID + "/" }
 func cursorKey(netID string, v6 bool) string {
 	if v6 {
 		return "ipamcursor/" + netID + "/6"

@@ -26,7 +26,9 @@ type Syncer interface {
 type SyncFunc func(ctx context.Context, key string, value []byte) error
 
 // Sync calls f.
-func (f SyncFunc) Sync(ctx context.Context, key string, value []byte) error { return f(ctx, key, value) }
+func (f SyncFunc) Sync(ctx context.Context, key string, value []byte) error {
+	return f(ctx, key, value)
+}
 
 // Options configure a Loop.
 type Options struct {

@@ -288,7 +288,6 @@ func must(t testing.TB, err error) {
 	}
 }
 
-
 // nft runs the nft binary inside the host namespace (to look, never to change).
 func (h *Host) nft(args ...string) string {
 	h.t.Helper()

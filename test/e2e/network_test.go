@@ -93,18 +93,18 @@ func TestCLIErrors(t *testing.T) {
 	h.knit("network", "create", "front", "--subnet", "10.1.0.0/24")
 	before := h.knit("network", "ls")
 	cases := map[string][]string{
-		`--subnet "10.0.0.0/33" is not a valid CIDR`:             {"network", "create", "x", "--subnet", "10.0.0.0/33"},
-		`overlaps network "front" (10.1.0.0/24)`:                 {"network", "create", "x", "--subnet", "10.1.0.128/25"},
-		`gateway 10.9.1.1 is outside subnet 10.9.0.0/24`:         {"network", "create", "x", "--subnet", "10.9.0.0/24", "--gateway", "10.9.1.1"},
-		`network "front" already exists`:                         {"network", "create", "front"},
-		`network "nope" not found`:                               {"run", "--network", "nope", "--", "true"},
-		`--ip 10.2.0.5 is outside the subnets`:                   {"run", "--network", "front", "--ip", "10.2.0.5", "--", "true"},
-		`Linux interface names have at most 15`:                  {"network", "create", "x", "--bridge", "averyveryverylongname"},
-		`command "no-such-command-knit" not found`:               {"run", "--name", "bad", "--", "no-such-command-knit"},
-		`container "nope" not found`:                             {"rm", "nope"},
-		`network "front" has containers attached (holder)`:       nil, // filled below
-		`-o "yaml": unknown output format; use table or json`:    {"ps", "-o", "yaml"},
-		`is predefined and cannot be removed`:                    {"network", "rm", "bridge"},
+		`--subnet "10.0.0.0/33" is not a valid CIDR`:              {"network", "create", "x", "--subnet", "10.0.0.0/33"},
+		`overlaps network "front" (10.1.0.0/24)`:                  {"network", "create", "x", "--subnet", "10.1.0.128/25"},
+		`gateway 10.9.1.1 is outside subnet 10.9.0.0/24`:          {"network", "create", "x", "--subnet", "10.9.0.0/24", "--gateway", "10.9.1.1"},
+		`network "front" already exists`:                          {"network", "create", "front"},
+		`network "nope" not found`:                                {"run", "--network", "nope", "--", "true"},
+		`--ip 10.2.0.5 is outside the subnets`:                    {"run", "--network", "front", "--ip", "10.2.0.5", "--", "true"},
+		`Linux interface names have at most 15`:                   {"network", "create", "x", "--bridge", "averyveryverylongname"},
+		`command "no-such-command-knit" not found`:                {"run", "--name", "bad", "--", "no-such-command-knit"},
+		`container "nope" not found`:                              {"rm", "nope"},
+		`network "front" has containers attached (holder)`:        nil, // filled below
+		`-o "yaml": unknown output format; use table or json`:     {"ps", "-o", "yaml"},
+		`is predefined and cannot be removed`:                     {"network", "rm", "bridge"},
 		`cannot reach knitd at /nonexistent.sock: is it running?`: {"--socket", "/nonexistent.sock", "ps"},
 	}
 	h.knit("run", "-d", "--name", "holder", "--network", "front", "--", "sleep", "300")
