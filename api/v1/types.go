@@ -99,8 +99,10 @@ type Container struct {
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 	// NetworkMode is "bridge" for containers with endpoints, "host", "none",
 	// or "container:<name>" for a shared network namespace.
-	NetworkMode string    `json:"networkMode"`
-	Created     time.Time `json:"created"`
+	NetworkMode string `json:"networkMode"`
+	// Ports are the published ports, with host ports picked where asked.
+	Ports   []PortMapping `json:"ports,omitempty"`
+	Created time.Time     `json:"created"`
 	// Stopped asks for the process to be stopped (SIGTERM, then SIGKILL after
 	// StopGrace).
 	Stopped   bool          `json:"stopped,omitempty"`
@@ -135,6 +137,8 @@ type ContainerCreate struct {
 	Networks []string `json:"networks,omitempty"`
 	// IPs are static addresses; each must lie in one of the networks' subnets.
 	IPs []netip.Addr `json:"ips,omitempty"`
+	// Ports to publish on the host.
+	Ports []PortMapping `json:"ports,omitempty"`
 }
 
 // Connect is the body of POST /v1/networks/{name}/connect and /disconnect.

@@ -200,5 +200,8 @@ func (r *ContainerCreate) Validate() error {
 			return Invalidf("%s: --ip %s is not a usable unicast address", owner, ip)
 		}
 	}
+	if err := ValidatePorts(owner, r.Ports); err != nil {
+		return err
+	}
 	return ValidateLabels(owner, r.Labels)
 }

@@ -34,9 +34,10 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	res := &result{Time: time.Now().UTC().Format(time.RFC3339), Knitd: b.cfg.knitd, KnitdPID: b.h.pid,
 		Parallel: b.cfg.parallel, Samples: b.cfg.samples}
 	var err error
-	if res.RSSStartKiB, err = rssKiB(b.h.pid); err != nil {
+	if res.MemStart, err = readMemory(b.h.pid); err != nil {
 		return res, err
 	}
+	res.RSSStartKiB = res.MemStart.RSS
 	for _, n := range []string{netA, netB} {
 		if err := b.c.Do(ctx, http.MethodPost, "/v1/networks", &v1.NetworkCreate{Name: n}, nil); err != nil {
 			return res, fmt.Errorf("create network %s: %w", n, err)
@@ -47,14 +48,16 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 		if sr.Growth, err = b.grow(ctx, size); err != nil {
 			return res, err
 		}
-		if sr.RSSKiB, err = rssKiB(b.h.pid); err != nil {
+		if sr.Mem, err = readMemory(b.h.pid); err != nil {
 			return res, err
 		}
-		sr.KiBPerContainer = float64(sr.RSSKiB-res.RSSStartKiB) / float64(size)
+		sr.RSSKiB = sr.Mem.RSS
+		sr.KiBPerContainer = float64(sr.Mem.RSS-res.MemStart.RSS) / float64(size)
+		sr.AnonKiBPerContainer = float64(sr.Mem.Anon-res.MemStart.Anon) / float64(size)
 		if sr.Attach, sr.Verified, err = b.attachLatency(ctx); err != nil {
 			return res, err
 		}
-		if sr.RSSAfterAttachKiB, err = rssKiB(b.h.pid); err != nil {
+		if sr.MemAfterAttach, err = readMemory(b.h.pid); err != nil {
 			return res, err
 		}
 		res.Sizes = append(res.Sizes, sr)

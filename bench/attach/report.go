@@ -30,13 +30,16 @@ type phase struct {
 }
 
 type sizeResult struct {
-	Containers        int     `json:"containers"`
-	Growth            phase   `json:"growth"` // the runs that brought the count to Containers
-	Attach            latency `json:"attach"`
-	Verified          string  `json:"verified"` // what the kernel showed after the first attach
-	RSSKiB            int64   `json:"rss_kib"`  // knitd's VmRSS after growth
-	RSSAfterAttachKiB int64   `json:"rss_after_attach_kib"`
-	KiBPerContainer   float64 `json:"kib_per_container"` // (RSSKiB - start) / Containers
+	Containers      int     `json:"containers"`
+	Growth          phase   `json:"growth"` // the runs that brought the count to Containers
+	Attach          latency `json:"attach"`
+	Verified        string  `json:"verified"` // what the kernel showed after the first attach
+	RSSKiB          int64   `json:"rss_kib"`  // knitd's VmRSS after growth
+	Mem             memory  `json:"mem"`      // the same, with its parts
+	MemAfterAttach  memory  `json:"mem_after_attach"`
+	KiBPerContainer float64 `json:"kib_per_container"` // (RSS - RSS at start) / Containers
+	// AnonKiBPerContainer counts only anonymous memory (heap, stacks).
+	AnonKiBPerContainer float64 `json:"anon_kib_per_container"`
 }
 
 type rateResult struct {
@@ -59,6 +62,7 @@ type result struct {
 	Parallel    int          `json:"parallel"`
 	Samples     int          `json:"samples"`
 	RSSStartKiB int64        `json:"rss_start_kib"`
+	MemStart    memory       `json:"mem_start"`
 	Sizes       []sizeResult `json:"sizes"`
 	Rate        *rateResult  `json:"rate,omitempty"`
 	CLI         *latency     `json:"cli_connect,omitempty"` // knit network connect, process start included
@@ -108,17 +112,19 @@ func (r *result) targets() []target {
 }
 
 func (r *result) print(w io.Writer) {
-	fmt.Fprintf(w, "\nknit attach benchmark: %s (pid %d), %d API clients, %d attach samples per size, knitd RSS at start %d KiB\n\n",
-		r.Knitd, r.KnitdPID, r.Parallel, r.Samples, r.RSSStartKiB)
+	fmt.Fprintf(w, "\nknit attach benchmark: %s (pid %d), %d API clients, %d attach samples per size\n", r.Knitd, r.KnitdPID, r.Parallel, r.Samples)
+	fmt.Fprintf(w, "knitd memory at start: RSS %d KiB (anon %d, file %d)\n\n", r.MemStart.RSS, r.MemStart.Anon, r.MemStart.File)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "containers\truns\truns/s\trun p50\trun p99\tattach p50\tp90\tp99\tmax\tmean\tRSS KiB\tKiB/ctr\tRSS after attach\t")
+	fmt.Fprintln(tw, "containers\truns\truns/s\trun p50\trun p99\tattach p50\tp90\tp99\tmax\tmean\tRSS KiB\tanon\tfile\tKiB/ctr\tanon/ctr\tRSS after attach\t")
 	for _, s := range r.Sizes {
 		g, a := s.Growth, s.Attach
-		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%.1f\t%d\t\n",
-			s.Containers, g.N, g.PerS, g.P50, g.P99, a.P50, a.P90, a.P99, a.Max, a.Mean, s.RSSKiB, s.KiBPerContainer, s.RSSAfterAttachKiB)
+		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%.1f\t%.1f\t%d\t\n",
+			s.Containers, g.N, g.PerS, g.P50, g.P99, a.P50, a.P90, a.P99, a.Max, a.Mean,
+			s.Mem.RSS, s.Mem.Anon, s.Mem.File, s.KiBPerContainer, s.AnonKiBPerContainer, s.MemAfterAttach.RSS)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "(times in ms; runs = containers created to reach the size, by the API clients in parallel)")
+	fmt.Fprintln(w, "(times in ms; runs = containers created to reach the size, by the API clients in parallel;")
+	fmt.Fprintln(w, " memory in KiB after growth; KiB/ctr = (RSS - RSS at start) / containers, anon/ctr the same for anonymous memory)")
 	for _, s := range r.Sizes {
 		fmt.Fprintf(w, "checked after the first attach at %d: %s\n", s.Containers, s.Verified)
 	}

@@ -65,25 +65,39 @@ func verifyEndpoint(nsPath string, c *v1.Container, network string) (string, err
 	return fmt.Sprintf("%s %s up (oper %s) with %s", c.Name, ep.Interface, a.OperState, strings.Join(found, ", ")), nil
 }
 
-// rssKiB reads VmRSS from /proc/<pid>/status.
-func rssKiB(pid int) (int64, error) {
+// memory is knitd's resident memory from /proc/<pid>/status, in KiB: RSS
+// in all, Anon (the Go heap and stacks) and File (mapped files: the binary's
+// text and the bbolt store).
+type memory struct {
+	RSS  int64 `json:"rss_kib"`
+	Anon int64 `json:"anon_kib"`
+	File int64 `json:"file_kib"`
+}
+
+func readMemory(pid int) (memory, error) {
+	var m memory
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("knitd memory: %w", err)
+		return m, fmt.Errorf("knitd memory: %w", err)
 	}
 	defer f.Close()
+	fields := map[string]*int64{"VmRSS:": &m.RSS, "RssAnon:": &m.Anon, "RssFile:": &m.File}
+	found := 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			var kib int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib); err != nil {
-				return 0, fmt.Errorf("knitd memory: parse %q: %w", rest, err)
+		key, rest, _ := strings.Cut(sc.Text(), "\t")
+		if dst := fields[key]; dst != nil {
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", dst); err != nil {
+				return m, fmt.Errorf("knitd memory: parse %s %q: %w", key, rest, err)
 			}
-			return kib, nil
+			found++
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("knitd memory: %w", err)
+		return m, fmt.Errorf("knitd memory: %w", err)
 	}
-	return 0, fmt.Errorf("knitd memory: no VmRSS in /proc/%d/status", pid)
+	if found != len(fields) {
+		return m, fmt.Errorf("knitd memory: /proc/%d/status lacks VmRSS, RssAnon or RssFile", pid)
+	}
+	return m, nil
 }

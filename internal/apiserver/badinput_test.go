@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/ipam"
+	"github.com/knit-net/knit/internal/portmap"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 	"github.com/knit-net/knit/internal/store/memstore"
@@ -17,8 +18,17 @@ import (
 
 type fakeHost struct{ routes []netip.Prefix }
 
-func (f fakeHost) Routes() []netip.Prefix      { return f.routes }
-func (f fakeHost) LinkExists(name string) bool { return name == "eth0" }
+func (f fakeHost) Routes() []netip.Prefix        { return f.routes }
+func (f fakeHost) LinkExists(name string) bool   { return name == "eth0" }
+func (f fakeHost) HasAddress(ip netip.Addr) bool { return ip == netip.MustParseAddr("192.0.2.1") }
+func (f fakeHost) Sockets() portmap.HostHolder {
+	return func(proto string, _ netip.Addr, port uint16) string {
+		if proto == "tcp" && port == 22 {
+			return "process 1 (sshd) on the host"
+		}
+		return ""
+	}
+}
 
 // newTestServer has networks "front" (10.1.0.0/24) and "back" (10.2.0.0/24)
 // and a running container "db" on back at 10.2.0.10.
@@ -30,6 +40,7 @@ func newTestServer(t *testing.T) (*Server, store.Store) {
 	for _, n := range []v1.NetworkCreate{
 		{Name: "front", Subnets: []v1.Subnet{{Subnet: netip.MustParsePrefix("10.1.0.0/24")}}},
 		{Name: "back", Subnets: []v1.Subnet{{Subnet: netip.MustParsePrefix("10.2.0.0/24")}}, Internal: true},
+		{Name: "hostnet", Driver: v1.DriverHost},
 	} {
 		if _, err := s.CreateNetwork(ctx, n); err != nil {
 			t.Fatal(err)
@@ -96,6 +107,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"remove unknown", "DELETE", "/v1/networks/nope", ``, 404, `network "nope" not found`},
 		{"rm running", "DELETE", "/v1/containers/db", ``, 409, "stop it first"},
 		{"connect twice", "POST", "/v1/networks/back/connect", `{"container":"db"}`, 409, "already connected"},
+		{"port bound on host", "POST", "/v1/containers", `{"name":"c","command":["true"],"networks":["front"],"ports":[{"hostPort":22,"containerPort":22,"protocol":"tcp"}]}`, 409, "in use by process 1 (sshd) on the host"},
+		{"host IP not on host", "POST", "/v1/containers", `{"name":"c","command":["true"],"networks":["front"],"ports":[{"hostIP":"192.0.2.9","hostPort":80,"containerPort":80,"protocol":"tcp"}]}`, 400, "192.0.2.9 is not an address of this host"},
+		{"ports on internal", "POST", "/v1/containers", `{"name":"c","command":["true"],"networks":["back"],"ports":[{"hostPort":80,"containerPort":80,"protocol":"tcp"}]}`, 400, "internal networks have no way in"},
+		{"port 0 container", "POST", "/v1/containers", `{"name":"c","command":["true"],"networks":["front"],"ports":[{"hostPort":80,"containerPort":0,"protocol":"tcp"}]}`, 400, "container port 0"},
+		{"unknown protocol", "POST", "/v1/containers", `{"name":"c","command":["true"],"networks":["front"],"ports":[{"hostPort":80,"containerPort":80,"protocol":"icmp"}]}`, 400, "unknown protocol"},
+		{"ports in host mode", "POST", "/v1/containers", `{"name":"c","command":["true"],"networks":["hostnet"],"ports":[{"hostPort":80,"containerPort":80,"protocol":"tcp"}]}`, 400, "-p needs a bridge network"},
 		{"unknown route", "GET", "/v1/nothing", ``, 404, "no API route"},
 	}
 	for _, tc := range cases {

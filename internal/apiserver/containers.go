@@ -9,6 +9,7 @@ import (
 	"time"
 
 	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/portmap"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
@@ -91,6 +92,15 @@ func (s *Server) CreateContainer(ctx context.Context, req v1.ContainerCreate) (*
 	if len(nets) == 0 {
 		nets = []string{v1.DefaultBridgeNetwork}
 	}
+	var sockets portmap.HostHolder
+	if len(req.Ports) > 0 && s.opts.Host != nil {
+		for _, p := range req.Ports {
+			if p.HostIP.IsValid() && !s.opts.Host.HasAddress(p.HostIP) {
+				return nil, v1.Invalidf("container %q: -p %s: %s is not an address of this host; use one of its addresses, or none to publish on all", c.Name, p, p.HostIP)
+			}
+		}
+		sockets = s.opts.Host.Sockets()
+	}
 	rev, err := s.st.Update(ctx, func(tx store.Tx) error {
 		c.Endpoints, c.NetworkMode = nil, ""
 		if old, err := state.GetContainer(tx, c.Name); err != nil {
@@ -99,6 +109,9 @@ func (s *Server) CreateContainer(ctx context.Context, req v1.ContainerCreate) (*
 			return v1.Conflictf("container %q already exists; pick another --name, or remove it first with knit rm %s", c.Name, c.Name)
 		}
 		if err := s.placeContainer(tx, c, nets, req.IPs); err != nil {
+			return err
+		}
+		if err := publishPorts(tx, c, req.Ports, sockets); err != nil {
 			return err
 		}
 		return state.PutContainer(tx, c)
@@ -221,4 +234,31 @@ func assignStatics(owner string, nets []*v1.Network, ips []netip.Addr) (map[stri
 		out[home.Name] = append(out[home.Name], ip)
 	}
 	return out, nil
+}
+
+// publishPorts reserves the container's published ports. Ports need a
+// bridge endpoint on a network with a way in: host-mode containers already
+// use the host's ports, internal networks have no way in.
+func publishPorts(tx store.Tx, c *v1.Container, ports []v1.PortMapping, sockets portmap.HostHolder) error {
+	c.Ports = nil
+	if len(ports) == 0 {
+		return nil
+	}
+	if c.NetworkMode != v1.DriverBridge {
+		return v1.Invalidf("container %q: -p needs a bridge network; with --network %s the container's ports are not reachable from the host through knit", c.Name, c.NetworkMode)
+	}
+	reachable := false
+	for _, ep := range c.Endpoints {
+		n, err := state.GetNetwork(tx, ep.Network)
+		if err != nil {
+			return err
+		}
+		reachable = reachable || (n != nil && !n.Internal)
+	}
+	if !reachable {
+		return v1.Invalidf("container %q: -p needs a network that is not --internal; internal networks have no way in from the host", c.Name)
+	}
+	var err error
+	c.Ports, err = portmap.Publish(tx, c.Name, ports, sockets)
+	return err
 }

@@ -19,6 +19,7 @@ import (
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/ipam"
+	"github.com/knit-net/knit/internal/portmap"
 	"github.com/knit-net/knit/internal/store"
 )
 
@@ -28,6 +29,10 @@ type HostView interface {
 	Routes() []netip.Prefix
 	// LinkExists reports whether a link with the name exists on the host.
 	LinkExists(name string) bool
+	// HasAddress reports whether ip is an address of the host.
+	HasAddress(ip netip.Addr) bool
+	// Sockets snapshots the host's bound sockets.
+	Sockets() portmap.HostHolder
 }
 
 // Options configure a Server.

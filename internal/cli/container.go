@@ -19,13 +19,13 @@ import (
 )
 
 func (a *app) containerCmds() []*cobra.Command {
-	return []*cobra.Command{a.runCmd(), a.psCmd(), a.inspectCmd(), a.execCmd(), a.logsCmd(), a.stopCmd(), a.rmCmd()}
+	return []*cobra.Command{a.runCmd(), a.psCmd(), a.inspectCmd(), a.execCmd(), a.logsCmd(), a.stopCmd(), a.rmCmd(), a.portCmd()}
 }
 
 func (a *app) runCmd() *cobra.Command {
 	var req v1.ContainerCreate
 	var detach, remove bool
-	var ips, labels []string
+	var ips, labels, publish []string
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARGS...]",
 		Short: "run a command in a new container",
@@ -42,6 +42,13 @@ func (a *app) runCmd() *cobra.Command {
 					return v1.Invalidf("%s: --ip %q is not an IP address", owner, s)
 				}
 				req.IPs = append(req.IPs, ip)
+			}
+			for _, spec := range publish {
+				p, err := v1.ParsePortSpec(spec)
+				if err != nil {
+					return fmt.Errorf("%s: %w", owner, err)
+				}
+				req.Ports = append(req.Ports, p)
 			}
 			var err error
 			if req.Labels, err = parseLabels(owner, labels); err != nil {
@@ -69,6 +76,7 @@ func (a *app) runCmd() *cobra.Command {
 	f.StringArrayVar(&req.Networks, "network", nil, "network to attach (repeat for several), host, none, or container:NAME")
 	f.StringArrayVar(&ips, "ip", nil, "static address (one per network and family)")
 	f.StringArrayVar(&labels, "label", nil, "label key=value")
+	f.StringArrayVarP(&publish, "publish", "p", nil, "publish [hostIP:][hostPort[-end]:]containerPort[-end][/tcp|udp|sctp]")
 	return cmd
 }
 
@@ -143,9 +151,13 @@ func (a *app) psCmd() *cobra.Command {
 				if st == v1.StateExited {
 					st = "exited (" + strconv.Itoa(c.Status.ExitCode) + ")"
 				}
-				rows = append(rows, []string{c.Name, short(c.ID), st, strings.Join(nets, ","), dash(strings.Join(addrs, ",")), strings.Join(c.Command, " ")})
+				var ports []string
+				for _, p := range c.Ports {
+					ports = append(ports, portString(p))
+				}
+				rows = append(rows, []string{c.Name, short(c.ID), st, strings.Join(nets, ","), dash(strings.Join(addrs, ",")), dash(strings.Join(ports, ",")), strings.Join(c.Command, " ")})
 			}
-			a.table([]string{"NAME", "ID", "STATE", "NETWORKS", "ADDRESSES", "COMMAND"}, rows)
+			a.table([]string{"NAME", "ID", "STATE", "NETWORKS", "ADDRESSES", "PORTS", "COMMAND"}, rows)
 			return nil
 		},
 	}
@@ -252,4 +264,48 @@ func (a *app) rmCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill and remove a running container")
 	return cmd
+}
+
+// portParts returns the host address, host ports and container ports of a
+// mapping as docker prints them.
+func portParts(p v1.PortMapping) (host, hostPorts, ctrPorts string) {
+	host = "0.0.0.0"
+	if p.HostIP.IsValid() {
+		host = p.HostIP.String()
+		if p.HostIP.Is6() {
+			host = "[" + host + "]"
+		}
+	}
+	hostPorts, ctrPorts = strconv.Itoa(int(p.HostPort)), strconv.Itoa(int(p.ContainerPort))
+	if n := p.Count(); n > 1 {
+		hostPorts += "-" + strconv.Itoa(int(p.HostPort)+n-1)
+		ctrPorts += "-" + strconv.Itoa(int(p.ContainerPort)+n-1)
+	}
+	return host, hostPorts, ctrPorts
+}
+
+// portString prints a mapping as docker ps does: 0.0.0.0:8080->80/tcp.
+func portString(p v1.PortMapping) string {
+	host, hp, cp := portParts(p)
+	return host + ":" + hp + "->" + cp + "/" + p.Protocol
+}
+
+func (a *app) portCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "port NAME", Short: "list a container's published ports", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var c v1.Container
+			if err := a.client().Do(cmd.Context(), http.MethodGet, "/v1/containers/"+client.Esc(args[0]), nil, &c); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.json(c.Ports)
+			}
+			for _, p := range c.Ports {
+				host, hp, cp := portParts(p)
+				fmt.Fprintf(a.stdout, "%s/%s -> %s:%s\n", cp, p.Protocol, host, hp)
+			}
+			return nil
+		},
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/knit-net/knit/internal/apiserver"
 	"github.com/knit-net/knit/internal/controller/container"
+	"github.com/knit-net/knit/internal/controller/dataplane"
 	"github.com/knit-net/knit/internal/controller/network"
 	"github.com/knit-net/knit/internal/dataplane/nft"
 	"github.com/knit-net/knit/internal/driver"
@@ -33,7 +34,8 @@ type daemon struct {
 	cfg      Config
 	st       store.Store
 	hostNL   *netlink.Handle
-	dp       *nft.Dataplane
+	nft      *nft.Dataplane
+	dp       *dataplane.Manager
 	rt       *runtime.Runtime
 	nets     *network.Controller
 	ctrs     *container.Controller
@@ -66,9 +68,10 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 	if err := netns.SetSysctl("", "net/ipv4/ip_forward", "1"); err != nil {
 		return nil, fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
-	if d.dp, err = nft.New(nft.Options{Logger: cfg.Logger}); err != nil {
+	if d.nft, err = nft.New(nft.Options{Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
+	d.dp = dataplane.New(d.nft, cfg.Logger)
 	drivers := map[string]driver.Driver{
 		"bridge": bridge.New(bridge.Options{Handle: d.hostNL, Logger: cfg.Logger}),
 		"host":   host.New(),
@@ -82,7 +85,7 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 		return nil, err
 	}
 	d.ctrs = container.New(container.Options{
-		Store: d.st, Runtime: d.rt, Networks: d.nets, Drivers: drivers,
+		Store: d.st, Runtime: d.rt, Networks: d.nets, Dataplane: d.dp, Drivers: drivers,
 		NetNSDir: d.netnsDir, HostResolvConf: cfg.HostResolvConf, Logger: cfg.Logger,
 	})
 	d.netLoop = reconcile.New(d.st, d.nets, reconcile.Options{Name: "networks", Prefix: "networks/", Resync: 5 * time.Minute, Logger: cfg.Logger})
@@ -144,8 +147,8 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (d *daemon) close() {
-	if d.dp != nil {
-		d.dp.Close()
+	if d.nft != nil {
+		d.nft.Close()
 	}
 	if d.hostNL != nil {
 		d.hostNL.Close()

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/controller/network"
 	"github.com/knit-net/knit/internal/netns"
+	"github.com/knit-net/knit/internal/portmap"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
@@ -47,6 +48,10 @@ func (d *daemon) recover(ctx context.Context) error {
 		return fmt.Errorf("sync containers: %w", err)
 	}
 	d.revs[1] = rev
+	// Every network and running container is known now: program the table.
+	if err := d.dp.Release(); err != nil {
+		return fmt.Errorf("sync nftables: %w", err)
+	}
 	var nets []v1.Network
 	for _, kv := range kvs {
 		if n, err := state.DecodeNetwork(kv.Value); err == nil {
@@ -156,6 +161,23 @@ func (h hostView) Routes() []netip.Prefix {
 	}
 	return out
 }
+
+func (h hostView) HasAddress(ip netip.Addr) bool {
+	addrs, err := h.nl.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// Sockets reads /proc/thread-self/net: the calling thread is never in a
+// container's namespace (those threads stay locked to their goroutine).
+func (h hostView) Sockets() portmap.HostHolder { return portmap.HostSockets("/proc/thread-self/net") }
 
 func (h hostView) LinkExists(name string) bool {
 	_, err := h.nl.LinkByName(name)

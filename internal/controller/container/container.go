@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/controller/dataplane"
 	"github.com/knit-net/knit/internal/controller/network"
 	"github.com/knit-net/knit/internal/driver"
 	"github.com/knit-net/knit/internal/runtime"
@@ -30,7 +31,9 @@ type Options struct {
 	Store    store.Store
 	Runtime  *runtime.Runtime
 	Networks *network.Controller
-	Drivers  map[string]driver.Driver
+	// Dataplane receives the container's published ports.
+	Dataplane *dataplane.Manager
+	Drivers   map[string]driver.Driver
 	// NetNSDir holds the containers' network namespace files.
 	NetNSDir string
 	// HostResolvConf is read for the containers' resolv.conf.

@@ -60,6 +60,9 @@ func (c *Controller) ensureEndpoints(ctx context.Context, ctr *v1.Container) err
 		}
 		c.setApplied(ctr.ID, spec.HostVeth, appliedEP{fingerprint: fp, ep: dep})
 	}
+	if err := c.opts.Dataplane.SetPorts(ctr.ID, portsFor(ctr, nets)); err != nil {
+		errs = append(errs, fmt.Errorf("published ports: %w", err))
+	}
 	for veth, a := range applied {
 		if !want[veth] {
 			if err := c.deleteEndpoint(a); err != nil {

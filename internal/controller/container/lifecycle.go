@@ -11,6 +11,7 @@ import (
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/ipam"
 	"github.com/knit-net/knit/internal/netns"
+	"github.com/knit-net/knit/internal/portmap"
 	"github.com/knit-net/knit/internal/runtime"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
@@ -112,6 +113,9 @@ func (c *Controller) remove(ctx context.Context, ctr *v1.Container) error {
 // is fine.
 func (c *Controller) teardown(ctr *v1.Container) error {
 	var errs []error
+	if err := c.opts.Dataplane.SetPorts(ctr.ID, nil); err != nil {
+		errs = append(errs, err)
+	}
 	c.mu.Lock()
 	applied := c.applied[ctr.ID]
 	delete(c.applied, ctr.ID)
@@ -139,8 +143,12 @@ func (c *Controller) teardown(ctr *v1.Container) error {
 	return errors.Join(errs...)
 }
 
-// releaseAll frees every address of cur and forgets them in the record.
+// releaseAll frees every address and host port of cur and forgets the
+// addresses in the record (the port mappings stay, for inspect).
 func releaseAll(tx store.Tx, cur *v1.Container) error {
+	if err := portmap.Release(tx, cur.Name, cur.Ports); err != nil {
+		return err
+	}
 	for i := range cur.Endpoints {
 		if err := ipam.ReleaseEndpoint(tx, &cur.Endpoints[i]); err != nil {
 			return err

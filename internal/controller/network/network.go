@@ -12,7 +12,7 @@ import (
 	"sync"
 
 	v1 "github.com/knit-net/knit/api/v1"
-	"github.com/knit-net/knit/internal/dataplane/nft"
+	"github.com/knit-net/knit/internal/controller/dataplane"
 	"github.com/knit-net/knit/internal/driver"
 	"github.com/knit-net/knit/internal/ipam"
 	"github.com/knit-net/knit/internal/state"
@@ -23,17 +23,16 @@ import (
 type Controller struct {
 	st      store.Store
 	drivers map[string]driver.Driver
-	nft     *nft.Dataplane
+	dp      *dataplane.Manager
 	log     *slog.Logger
 
 	mu      sync.Mutex
 	applied map[string]string // network ID → fingerprint of what the driver applied
-	nftMu   sync.Mutex
 }
 
 // New makes a controller. drivers maps a driver name to its implementation.
-func New(st store.Store, drivers map[string]driver.Driver, dp *nft.Dataplane, log *slog.Logger) *Controller {
-	return &Controller{st: st, drivers: drivers, nft: dp, log: log, applied: map[string]string{}}
+func New(st store.Store, drivers map[string]driver.Driver, dp *dataplane.Manager, log *slog.Logger) *Controller {
+	return &Controller{st: st, drivers: drivers, dp: dp, log: log, applied: map[string]string{}}
 }
 
 func (c *Controller) driver(n *v1.Network) (driver.Driver, error) {
@@ -112,11 +111,8 @@ func (c *Controller) remove(ctx context.Context, n *v1.Network) error {
 	return c.SyncDataplane(ctx)
 }
 
-// SyncDataplane renders knit's nftables table from every live network in one
-// transaction.
+// SyncDataplane hands every live network to the dataplane manager.
 func (c *Controller) SyncDataplane(ctx context.Context) error {
-	c.nftMu.Lock()
-	defer c.nftMu.Unlock()
 	var nets []v1.Network
 	err := c.st.View(ctx, func(tx store.Tx) (err error) {
 		nets, err = state.ListNetworks(tx)
@@ -131,7 +127,7 @@ func (c *Controller) SyncDataplane(ctx context.Context) error {
 			live = append(live, n)
 		}
 	}
-	return c.nft.Sync(nft.FromNetworks(live))
+	return c.dp.SetNetworks(live)
 }
 
 // Wanted returns the bridges of the given networks, for pruning.

@@ -17,6 +17,9 @@ const maxIfNameLen = 15
 // table.
 type Config struct {
 	Networks []Network
+	// Ports are the published ports of every container, each DNATed from
+	// the host's addresses to its container (see Port).
+	Ports []Port
 }
 
 // Network is the dataplane's view of one bridge network: only what the
@@ -49,13 +52,26 @@ func FromNetworks(nets []v1.Network) Config {
 	return cfg
 }
 
-// normalize validates the config and returns its networks sorted by bridge
-// name with subnets masked, de-duplicated and sorted, so that equal configs
-// render byte-identical rulesets. It does not modify c.
-func (c Config) normalize() ([]Network, error) {
-	out := make([]Network, 0, len(c.Networks))
-	seen := make(map[string]bool, len(c.Networks))
-	for _, n := range c.Networks {
+// normalize validates the config and returns a copy with networks sorted by
+// bridge name and subnets masked, de-duplicated and sorted, so that equal
+// configs render the same ruleset, and ports checked (see normalizePorts).
+// It does not modify c.
+func (c Config) normalize() (Config, error) {
+	nets, err := normalizeNetworks(c.Networks)
+	if err != nil {
+		return Config{}, err
+	}
+	ports, err := normalizePorts(c.Ports)
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{Networks: nets, Ports: ports}, nil
+}
+
+func normalizeNetworks(in []Network) ([]Network, error) {
+	out := make([]Network, 0, len(in))
+	seen := make(map[string]bool, len(in))
+	for _, n := range in {
 		if n.Bridge == "" {
 			return nil, fmt.Errorf("network with subnets %v: bridge name is empty; every bridge network needs one", n.Subnets)
 		}

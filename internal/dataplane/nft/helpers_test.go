@@ -120,14 +120,26 @@ func pfx(s ...string) []netip.Prefix {
 	return out
 }
 
-// sampleConfig has a dual-stack network, an internal one and a plain one.
+// sampleConfig has a dual-stack network, an internal one and a plain one,
+// and ports published on every address, on one address and on 127.0.0.1.
 func sampleConfig() Config {
-	return Config{Networks: []Network{
-		{Bridge: "kn-front", Subnets: pfx("10.1.0.0/24", "fd00:1::/64")},
-		{Bridge: "kn-db", Subnets: pfx("10.2.0.0/24"), Internal: true},
-		{Bridge: "kn-back", Subnets: pfx("10.3.0.0/24")},
-	}}
+	return Config{
+		Networks: []Network{
+			{Bridge: "kn-front", Subnets: pfx("10.1.0.0/24", "fd00:1::/64")},
+			{Bridge: "kn-db", Subnets: pfx("10.2.0.0/24"), Internal: true},
+			{Bridge: "kn-back", Subnets: pfx("10.3.0.0/24")},
+		},
+		Ports: []Port{
+			{Proto: "tcp", HostPort: 8080, ContainerIP: addr("10.1.0.2"), ContainerPort: 80},
+			{Proto: "tcp", HostPort: 8080, ContainerIP: addr("fd00:1::2"), ContainerPort: 80},
+			{Proto: "udp", HostIP: addr("192.0.2.1"), HostPort: 5353, ContainerIP: addr("10.3.0.2"), ContainerPort: 53},
+			{Proto: "sctp", HostIP: addr("2001:db8::1"), HostPort: 3868, ContainerIP: addr("fd00:1::3"), ContainerPort: 3868},
+			{Proto: "tcp", HostIP: addr("127.0.0.1"), HostPort: 9000, ContainerIP: addr("10.1.0.3"), ContainerPort: 9000},
+		},
+	}
 }
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 // addForeignForwardDrop creates "table ip foreign_fw" with an empty forward
 // chain of policy drop, as a host firewall might, and returns its removal.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
 )
 
 // Names of everything in knit's table. Chains are named after their hook
@@ -12,19 +13,37 @@ import (
 const (
 	TableName = "knit"
 
-	chainForward     = "forward"
-	chainIsolate     = "isolate"
-	chainPostrouting = "postrouting"
-	chainMasquerade  = "masq"
+	chainRawPrerouting = "raw_prerouting"
+	chainGuard         = "guard"
+	chainPrerouting    = "prerouting"
+	chainOutput        = "output"
+	chainPorts         = "ports"
+	chainForward       = "forward"
+	chainIsolate       = "isolate"
+	chainPostrouting   = "postrouting"
+	chainHairpin       = "hairpin"
+	chainMasquerade    = "masq"
 
 	setBridges  = "bridges"          // ifname: every knit bridge
 	setInternal = "internal_bridges" // ifname: bridges of internal networks
 	setIntra    = "intra_bridge"     // ifname . ifname: "br" . "br" per bridge
 	setMasq4    = "masq_v4"          // ipv4_addr interval: non-internal subnets
 	setMasq6    = "masq_v6"          // ipv6_addr interval: non-internal subnets
+
+	mapPorts4    = "ports_v4"     // daddr . l4proto . dport : container addr . port
+	mapPortsAny4 = "ports_any_v4" // l4proto . dport : container addr . port
+	mapPorts6    = "ports_v6"
+	mapPortsAny6 = "ports_any_v6"
 )
 
-var typeIfPair = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIFName)
+var (
+	typeIfPair    = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIFName)
+	typeProtoPort = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
+	typeAddrPort4 = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	typeAddrPort6 = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)
+	typePortKey4  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	typePortKey6  = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+)
 
 // ruleset is a rendered desired state: everything Sync writes, in order.
 type ruleset struct {
@@ -43,15 +62,15 @@ func knitTable() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 }
 
-// render turns normalized networks into the full ruleset. It is pure: no
+// render turns a normalized config into the full ruleset. It is pure: no
 // kernel access, so it is cheap to test.
-func render(nets []Network) *ruleset {
+func render(cfg Config) *ruleset {
 	t := knitTable()
 	rs := &ruleset{table: t}
 
 	var bridges, internal, intra []nftables.SetElement
 	var masq4, masq6 []netip.Prefix
-	for _, n := range nets {
+	for _, n := range cfg.Networks {
 		name := ifname(n.Bridge)
 		bridges = append(bridges, nftables.SetElement{Key: name})
 		intra = append(intra, nftables.SetElement{Key: concat(name, name)})
@@ -75,52 +94,35 @@ func render(nets []Network) *ruleset {
 		{set: &nftables.Set{Table: t, Name: setMasq4, KeyType: nftables.TypeIPAddr, Interval: true}, elems: intervalElems(masq4)},
 		{set: &nftables.Set{Table: t, Name: setMasq6, KeyType: nftables.TypeIP6Addr, Interval: true}, elems: intervalElems(masq6)},
 	}
-	for i, s := range rs.sets {
-		// A transaction-local ID, given here so that the library does not
-		// draw one from its unsynchronised global counter.
-		s.set.ID = uint32(i + 1)
-		s.set.Comment = "knit"
+	for _, s := range rs.sets {
 		// Only for how nft prints elements: it shows ifname keys of sets
 		// without a host byte order mark as "". (Interval sets are always
 		// marked big endian by the library, which is right for addresses.)
 		s.set.KeyByteOrder = binaryutil.NativeEndian
 	}
-
-	accept := nftables.ChainPolicyAccept
-	forward := &nftables.Chain{
-		Table: t, Name: chainForward, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	pm := renderPortElems(cfg.Ports)
+	rs.sets = append(rs.sets,
+		setSpec{set: portMap(t, mapPorts4, typePortKey4, typeAddrPort4), elems: pm.v4},
+		setSpec{set: portMap(t, mapPortsAny4, typeProtoPort, typeAddrPort4), elems: pm.any4},
+		setSpec{set: portMap(t, mapPorts6, typePortKey6, typeAddrPort6), elems: pm.v6},
+		setSpec{set: portMap(t, mapPortsAny6, typeProtoPort, typeAddrPort6), elems: pm.any6},
+	)
+	for i, s := range rs.sets {
+		// A transaction-local ID, given here so that the library does not
+		// draw one from its unsynchronised global counter.
+		s.set.ID = uint32(i + 1)
+		s.set.Comment = "knit"
 	}
-	isolate := &nftables.Chain{Table: t, Name: chainIsolate}
-	postrouting := &nftables.Chain{
-		Table: t, Name: chainPostrouting, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept,
-	}
-	masquerade := &nftables.Chain{Table: t, Name: chainMasquerade}
-	rs.chains = []*nftables.Chain{forward, isolate, postrouting, masquerade}
 
-	rs.rules = []*nftables.Rule{
-		rule(forward, "knit: isolate networks", jump(chainIsolate)...),
-
-		rule(isolate, "knit: traffic within one bridge is never isolated",
-			join(ifPairLookup(setIntra), verdictReturn())...),
-		rule(isolate, "knit: no traffic between knit networks",
-			join(ifLookup(iif, setBridges), ifLookup(oif, setBridges), drop())...),
-		rule(isolate, "knit: internal networks have no way out",
-			join(ifLookup(iif, setInternal), drop())...),
-		rule(isolate, "knit: internal networks have no way in",
-			join(ifLookup(oif, setInternal), drop())...),
-
-		rule(postrouting, "knit: masquerade egress of networks", jump(chainMasquerade)...),
-
-		rule(masquerade, "knit: traffic into a knit bridge keeps its source",
-			join(ifLookup(oif, setBridges), verdictReturn())...),
-		rule(masquerade, "knit: masquerade IPv4 leaving a network",
-			join(saddrLookup(4, setMasq4), masq())...),
-		rule(masquerade, "knit: masquerade IPv6 leaving a network",
-			join(saddrLookup(6, setMasq6), masq())...),
-	}
+	rs.chains, rs.rules = renderChains(t)
 	return rs
+}
+
+// portMap is a DNAT map of published ports. Its keys and values hold
+// addresses and ports, which nft prints in network byte order.
+func portMap(t *nftables.Table, name string, key, val nftables.SetDatatype) *nftables.Set {
+	return &nftables.Set{Table: t, Name: name, IsMap: true, KeyType: key, DataType: val,
+		KeyByteOrder: binaryutil.BigEndian}
 }
 
 // elemCount is the number of set elements the ruleset holds.
@@ -130,4 +132,76 @@ func (rs *ruleset) elemCount() int {
 		n += len(s.elems)
 	}
 	return n
+}
+
+// renderChains returns knit's chains and their rules. They do not depend on
+// the config: everything that changes lives in sets and maps, so the number
+// of rules is the same for no networks and ports or for thousands.
+func renderChains(t *nftables.Table) ([]*nftables.Chain, []*nftables.Rule) {
+	base := func(name string, typ nftables.ChainType, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
+		accept := nftables.ChainPolicyAccept
+		return &nftables.Chain{Table: t, Name: name, Type: typ, Hooknum: hook, Priority: prio, Policy: &accept}
+	}
+	regular := func(name string) *nftables.Chain { return &nftables.Chain{Table: t, Name: name} }
+
+	rawPrerouting := base(chainRawPrerouting, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityRaw)
+	guard := regular(chainGuard)
+	prerouting := base(chainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
+	output := base(chainOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest)
+	ports := regular(chainPorts)
+	forward := base(chainForward, nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter)
+	isolate := regular(chainIsolate)
+	postrouting := base(chainPostrouting, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
+	hairpin := regular(chainHairpin)
+	masquerade := regular(chainMasquerade)
+	// In the order a packet meets them (nft lists chains in creation order).
+	chains := []*nftables.Chain{rawPrerouting, guard, prerouting, output, ports,
+		forward, isolate, postrouting, hairpin, masquerade}
+
+	loopback4 := []byte{127}
+	loopback6 := netip.IPv6Loopback().AsSlice()
+	rules := []*nftables.Rule{
+		rule(rawPrerouting, "knit: guard the loopback range", jump(chainGuard)...),
+		rule(guard, "knit: 127.0.0.0/8 arrives on lo only (CVE-2020-8558)",
+			join(netHeaderIs(4, ip4Daddr, 1, loopback4), iifNameIsNot("lo"), drop())...),
+
+		rule(prerouting, "knit: published ports", jump(chainPorts)...),
+		rule(output, "knit: published ports, from the host itself", jump(chainPorts)...),
+		rule(ports, "knit: published ports answer on the host's own addresses only",
+			join(fibType(false, expr.CmpOpNeq), verdictReturn())...),
+		rule(ports, "knit: ::1 cannot be DNATed (no route_localnet for IPv6)",
+			join(netHeaderIs(6, ip6Daddr, 16, loopback6), verdictReturn())...),
+		rule(ports, "knit: IPv4 ports published on one host address", dnatMap(4, true, mapPorts4)...),
+		rule(ports, "knit: IPv4 ports published on every host address", dnatMap(4, false, mapPortsAny4)...),
+		rule(ports, "knit: IPv6 ports published on one host address", dnatMap(6, true, mapPorts6)...),
+		rule(ports, "knit: IPv6 ports published on every host address", dnatMap(6, false, mapPortsAny6)...),
+
+		rule(forward, "knit: isolate networks", jump(chainIsolate)...),
+		rule(isolate, "knit: traffic within one bridge is never isolated",
+			join(ifPairLookup(setIntra), verdictReturn())...),
+		rule(isolate, "knit: internal networks have no way out",
+			join(ifLookup(iif, setInternal), drop())...),
+		rule(isolate, "knit: internal networks have no way in",
+			join(ifLookup(oif, setInternal), drop())...),
+		rule(isolate, "knit: published ports are reachable from other networks",
+			join(ctStatusDNAT(), verdictReturn())...),
+		rule(isolate, "knit: no traffic between knit networks",
+			join(ifLookup(iif, setBridges), ifLookup(oif, setBridges), drop())...),
+
+		rule(postrouting, "knit: hairpin to published ports", jump(chainHairpin)...),
+		rule(postrouting, "knit: masquerade egress of networks", jump(chainMasquerade)...),
+		rule(hairpin, "knit: DNATed traffic routed back into the bridge it came from",
+			join(ctStatusDNAT(), ifPairLookup(setIntra), masq())...),
+		rule(hairpin, "knit: DNATed traffic br_netfilter bridged back into its bridge",
+			join(ctStatusDNAT(), noIif(), ifLookup(oif, setBridges), fibType(true, expr.CmpOpNeq), masq())...),
+		rule(masquerade, "knit: the host's 127.0.0.1 reaching a published port",
+			join(netHeaderIs(4, ip4Saddr, 1, loopback4), ifLookup(oif, setBridges), masq())...),
+		rule(masquerade, "knit: traffic into a knit bridge keeps its source",
+			join(ifLookup(oif, setBridges), verdictReturn())...),
+		rule(masquerade, "knit: masquerade IPv4 leaving a network",
+			join(saddrLookup(4, setMasq4), masq())...),
+		rule(masquerade, "knit: masquerade IPv6 leaving a network",
+			join(saddrLookup(6, setMasq6), masq())...),
+	}
+	return chains, rules
 }

@@ -91,7 +91,7 @@ func syncTable(c *nftables.Conn, rs *ruleset, log *slog.Logger) error {
 		case !ok:
 			log.Info("removing nftables set no longer rendered", "table", "inet "+TableName, "set", s.Name)
 		case !sameSet(s, w):
-			log.Info("recreating nftables set: key type or flags changed", "table", "inet "+TableName, "set", s.Name)
+			log.Info("recreating nftables set: key type, data type or flags changed", "table", "inet "+TableName, "set", s.Name)
 		default:
 			kept[s.Name] = true
 			continue
@@ -143,6 +143,8 @@ func sameChain(have, want *nftables.Chain) bool {
 func sameSet(have, want *nftables.Set) bool {
 	return have.KeyType.GetNFTMagic() == want.KeyType.GetNFTMagic() &&
 		have.KeyType.Bytes == want.KeyType.Bytes &&
+		(!want.IsMap || have.DataType.GetNFTMagic() == want.DataType.GetNFTMagic() &&
+			have.DataType.Bytes == want.DataType.Bytes) &&
 		have.Interval == want.Interval && have.Concatenation == want.Concatenation &&
 		have.IsMap == want.IsMap && have.Constant == want.Constant &&
 		have.HasTimeout == want.HasTimeout

@@ -46,6 +46,11 @@ func newTopology(t *testing.T) *topology {
 		for file, v := range map[string]string{
 			"/proc/sys/net/ipv4/ip_forward":          "1",
 			"/proc/sys/net/ipv6/conf/all/forwarding": "1",
+			// Link-local addresses usable at once: while the bridge's is
+			// tentative the host sends no neighbour solicitation for
+			// forwarded packets, and the first IPv6 flows stall ~2 s.
+			"/proc/sys/net/ipv6/conf/all/accept_dad":     "0",
+			"/proc/sys/net/ipv6/conf/default/accept_dad": "0",
 		} {
 			if err := os.WriteFile(file, []byte(v), 0o644); err != nil {
 				t.Errorf("write %s in host namespace: %v", file, err)

@@ -2,7 +2,6 @@ package bridge_test
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -54,9 +53,6 @@ func benchEnsureEndpoint(b *testing.B, present int) {
 		if err := netns.Create(p); err != nil {
 			b.Fatal(err)
 		}
-		if os.Getenv("QUIET6") != "" {
-			netns.SetSysctl(p, "net/ipv6/conf/default/disable_ipv6", "1")
-		}
 		paths = append(paths, p)
 		addr := fmt.Sprintf("10.90.%d.%d/16", 1+i/250, 2+i%250)
 		if err := d.EnsureEndpoint(endpoint(n, fmt.Sprintf("kn-p%d", i), "eth0", p, addr)); err != nil {
@@ -64,15 +60,6 @@ func benchEnsureEndpoint(b *testing.B, present int) {
 		}
 	}
 
-	if os.Getenv("QUIET6") != "" {
-		defer func(f func(string) error) {}(nil)
-	}
-	if d := os.Getenv("SETTLE"); d != "" {
-		dd, _ := time.ParseDuration(d)
-		time.Sleep(dd)
-	}
-	bridge.DumpPhases()
-	fmt.Fprintln(os.Stderr, "---")
 	attach := make([]time.Duration, 0, b.N)
 	create := make([]time.Duration, 0, b.N)
 	adopt := make([]time.Duration, 0, b.N)
@@ -87,9 +74,6 @@ func benchEnsureEndpoint(b *testing.B, present int) {
 			b.Fatal(err)
 		}
 		create = append(create, time.Since(t0))
-		if os.Getenv("QUIET6") != "" {
-			netns.SetSysctl(p, "net/ipv6/conf/default/disable_ipv6", "1")
-		}
 		b.StartTimer()
 
 		t0 = time.Now()
@@ -111,11 +95,9 @@ func benchEnsureEndpoint(b *testing.B, present int) {
 		if err := netns.Delete(p); err != nil {
 			b.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
 		b.StartTimer()
 	}
 	b.StopTimer()
-	bridge.DumpPhases()
 	report(b, "attach", attach)
 	report(b, "netns-create", create)
 	report(b, "adopt", adopt)

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"slices"
-	"time"
 
 	"github.com/knit-net/knit/internal/driver"
 	"github.com/knit-net/knit/internal/netns"
@@ -21,21 +18,7 @@ import (
 // given), exactly the addresses, and one default route per gateway. An
 // existing pair is adopted as it is when right and fixed in place otherwise;
 // it is recreated only when its halves are not each other's peers.
-var phase = map[string]*[]time.Duration{}
-var phaseT time.Time
-func mark(name string) {
-	now := time.Now()
-	if phase[name] == nil { phase[name] = new([]time.Duration) }
-	*phase[name] = append(*phase[name], now.Sub(phaseT))
-	phaseT = now
-}
-func DumpPhases() {
-	for k, v := range phase { s := *v; slices.Sort(s); fmt.Fprintln(os.Stderr, k, s[len(s)/2], s[len(s)*99/100]) }
-	phase = map[string]*[]time.Duration{}
-}
-
 func (d *Driver) EnsureEndpoint(ep driver.Endpoint) error {
-	phaseT = time.Now()
 	e, err := endpointOf(ep)
 	if err != nil {
 		return err
@@ -44,9 +27,7 @@ func (d *Driver) EnsureEndpoint(ep driver.Endpoint) error {
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("endpoint %q: look up host veth: %w", e.hostVeth, err)
 	}
-	mark("host-getlink")
 	ch, herr := netns.NetlinkHandle(e.netns)
-	mark("container-handle")
 	if herr != nil {
 		return fmt.Errorf("endpoint %q: %w", e.hostVeth, herr)
 	}
@@ -64,7 +45,6 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 	if err != nil {
 		return fmt.Errorf("endpoint %q: %w", e.hostVeth, err)
 	}
-	mark("bridge-getlink")
 	nsfd, err := unix.Open(e.netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("endpoint %q: open netns %q: %w", e.hostVeth, e.netns, err)
@@ -72,7 +52,6 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 	defer unix.Close(nsfd)
 	v := vethSpec{host: e.hostVeth, peer: e.iface, mtu: e.mtu, master: master, peerMAC: e.mac, peerNSFd: nsfd}
 	err = d.createVeth(v)
-	mark("newlink")
 	if errors.Is(err, unix.EEXIST) {
 		// The host end was absent, so the container's name is taken, by an
 		// interface that is not the host end's peer: knit owns the container
@@ -90,16 +69,20 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 		return fmt.Errorf("endpoint %q: create veth pair with %q in %q: %w", e.hostVeth, e.iface, e.netns, err)
 	}
 	c, err := ch.LinkByName(e.iface)
-	mark("c-getlink")
-	if err == nil && !e.hasIPv6() {
+	if err == nil {
+		// The veth's peer index is the host end's: no lookup by name.
+		err = setHairpin(d.nl, c.Attrs().ParentIndex)
+	}
+	if err != nil {
+		return fmt.Errorf("endpoint %q: host veth: hairpin: %w", e.hostVeth, err)
+	}
+	if !e.hasIPv6() {
 		// Before up, or the kernel makes a link-local address anyway.
 		err = ch.LinkSetIP6AddrGenMode(c, in6AddrGenModeNone)
 	}
-	mark("c-genmode")
 	if err == nil {
 		err = ch.LinkSetUp(c)
 	}
-	mark("c-up")
 	if err != nil {
 		return fmt.Errorf("endpoint %q: container interface %q: bring up: %w", e.hostVeth, e.iface, err)
 	}
@@ -108,8 +91,6 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 			return fmt.Errorf("endpoint %q: container interface %q: %w", e.hostVeth, e.iface, err)
 		}
 	}
-	mark("c-addr")
-	defer mark("c-route")
 	for _, gw := range e.gateways {
 		if err := replaceDefaultRoute(ch, c.Attrs().Index, gw.Unmap()); err != nil {
 			return fmt.Errorf("endpoint %q: container interface %q: %w", e.hostVeth, e.iface, err)
@@ -204,7 +185,20 @@ func (d *Driver) fixHostEnd(e endpointSpec, host netlink.Link) ([]string, error)
 		}
 		changes = append(changes, "host up")
 	}
+	if pi, err := d.nl.LinkGetProtinfo(host); err != nil || !pi.Hairpin {
+		if err := setHairpin(d.nl, a.Index); err != nil {
+			return changes, fmt.Errorf("host veth: hairpin: %w", err)
+		}
+		changes = append(changes, "host hairpin on")
+	}
 	return changes, nil
+}
+
+// setHairpin lets the bridge send a frame back out of the port it came in
+// on: a container reaching its own published port is DNATed back to itself,
+// and with br_netfilter that frame is switched straight back to its port.
+func setHairpin(nl *netlink.Handle, index int) error {
+	return nl.LinkSetHairpin(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: index}}, true)
 }
 
 // fixContainerEnd sets the container interface's MAC, MTU, up, addresses and

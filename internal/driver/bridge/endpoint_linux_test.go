@@ -4,11 +4,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/knit-net/knit/internal/driver/bridge"
 	"github.com/knit-net/knit/internal/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -60,6 +58,28 @@ func TestEnsureEndpoint(t *testing.T) {
 	if ha.MasterIndex != br.Attrs().Index || ha.Flags&net.FlagUp == 0 || ha.MTU != 1500 || ha.ParentIndex != a.Index {
 		t.Fatalf("host veth: master %d (bridge %d) flags %v mtu %d peer %d (eth0 %d)",
 			ha.MasterIndex, br.Attrs().Index, ha.Flags, ha.MTU, ha.ParentIndex, a.Index)
+	}
+	if pi, err := e.host.Netlink.LinkGetProtinfo(host); err != nil || !pi.Hairpin {
+		t.Fatalf("host veth hairpin = %v (%v); a container must reach its own published port", pi.Hairpin, err)
+	}
+}
+
+// TestEnsureEndpointIPv4Only checks that an interface without IPv6 addresses
+// gets no link-local address either, so it sends no IPv6 chatter the bridge
+// would flood to every container.
+func TestEnsureEndpointIPv4Only(t *testing.T) {
+	e := newEnv(t)
+	n := network("v4", subnet4)
+	e.ensureNetwork(n)
+	c := e.container("c1")
+	e.ensureEndpoint(endpoint(n, "kn-41", "eth0", c, "10.89.0.2/24"))
+	ch := e.handle(c)
+	list, err := ch.AddrList(link(t, ch, "eth0"), netlink.FAMILY_V6)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("IPv6 addresses on an IPv4-only eth0: %v, %v", list, err)
+	}
+	if v, _ := netns.Sysctl(c, "net/ipv6/conf/eth0/addr_gen_mode"); v != "1" {
+		t.Fatalf("eth0 addr_gen_mode = %q, want 1 (none)", v)
 	}
 }
 
@@ -186,100 +206,5 @@ func TestEnsureEndpointFixes(t *testing.T) {
 	e.ensureEndpoint(ep)
 	if m1, m2 := link(t, ch, "eth0").Attrs(), link(t, hh, "kn-f1").Attrs(); m1.MTU != 9000 || m2.MTU != 9000 || m1.Index != a.Index {
 		t.Fatalf("after MTU 9000: eth0 %d, host %d, eth0 index %d -> %d", m1.MTU, m2.MTU, a.Index, m1.Index)
-	}
-}
-
-// TestEnsureEndpointRecreates covers the incompatible cases: the host veth's
-// peer is somewhere else, and a stale interface holds the container's name.
-func TestEnsureEndpointRecreates(t *testing.T) {
-	e := newEnv(t)
-	n := network("rc", subnet4)
-	e.ensureNetwork(n)
-	c1, other := e.container("c1"), e.container("other")
-	ch := e.handle(c1)
-
-	// kn-r1's peer lives in another namespace.
-	ofd, err := unix.Open(other, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "kn-r1"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(ofd)}
-	err = e.host.Netlink.LinkAdd(v)
-	unix.Close(ofd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.ensureEndpoint(endpoint(n, "kn-r1", "eth0", c1, "10.89.0.2/24"))
-	if host, eth0 := link(t, e.host.Netlink, "kn-r1"), link(t, ch, "eth0"); host.Attrs().ParentIndex != eth0.Attrs().Index {
-		t.Fatal("kn-r1 is not paired with c1's eth0 after EnsureEndpoint")
-	}
-
-	// A stale eth1 in c1 whose peer is in c1 too, and no host veth.
-	stale := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth1"}, PeerName: "stale"}
-	if err := ch.LinkAdd(stale); err != nil {
-		t.Fatal(err)
-	}
-	e.ensureEndpoint(endpoint(n, "kn-r2", "eth1", c1, "10.89.0.3/24"))
-	if host, eth1 := link(t, e.host.Netlink, "kn-r2"), link(t, ch, "eth1"); host.Attrs().ParentIndex != eth1.Attrs().Index {
-		t.Fatal("kn-r2 is not paired with c1's eth1 after EnsureEndpoint")
-	}
-}
-
-func TestDeleteEndpoint(t *testing.T) {
-	e := newEnv(t)
-	n := network("de", subnet4)
-	e.ensureNetwork(n)
-	c := e.container("c1")
-	ep := endpoint(n, "kn-d1", "eth0", c, "10.89.0.2/24")
-	e.ensureEndpoint(ep)
-	for range 2 {
-		if err := e.d.DeleteEndpoint(ep); err != nil {
-			t.Fatalf("DeleteEndpoint: %v", err)
-		}
-	}
-	if _, err := e.handle(c).LinkByName("eth0"); err == nil {
-		t.Fatal("eth0 still in the container after DeleteEndpoint")
-	}
-}
-
-func TestEnsureEndpointErrors(t *testing.T) {
-	e := newEnv(t)
-	n := network("er", subnet4)
-	c := e.container("c1")
-	err := e.d.EnsureEndpoint(endpoint(n, "kn-x1", "eth0", c, "10.89.0.2/24"))
-	if err == nil || !strings.Contains(err.Error(), `"kn-er"`) {
-		t.Fatalf("EnsureEndpoint without its bridge: %v, want an error naming kn-er", err)
-	}
-	// A bridge in the host veth's place is not deleted.
-	e.ensureNetwork(n)
-	if err := e.d.EnsureEndpoint(endpoint(n, "kn-er", "eth0", c, "10.89.0.2/24")); err == nil {
-		t.Fatal("EnsureEndpoint accepted the bridge as its host veth")
-	}
-	if l := link(t, e.host.Netlink, "kn-er"); l.Type() != "bridge" {
-		t.Fatalf("bridge in the way was replaced by a %s", l.Type())
-	}
-	ep := endpoint(n, "kn-x1", "eth0", c)
-	ep.Spec.MAC = "not-a-mac"
-	if err := e.d.EnsureEndpoint(ep); err == nil {
-		t.Fatal("accepted an invalid MAC")
-	}
-	ep = endpoint(n, "kn-x1", "eth0", "")
-	if err := e.d.EnsureEndpoint(ep); err == nil {
-		t.Fatal("accepted an endpoint without a namespace")
-	}
-}
-
-func TestMACFromIP(t *testing.T) {
-	for in, want := range map[string]string{
-		"10.89.0.2":          "02:42:0a:59:00:02",
-		"::ffff:172.17.0.5":  "02:42:ac:11:00:05",
-		"fd00:89::a:b0c:d0e": "02:42:0b:0c:0d:0e",
-	} {
-		if got := bridge.MACFromIP(netip.MustParseAddr(in)); got != want {
-			t.Errorf("MACFromIP(%s) = %s, want %s", in, got, want)
-		}
-	}
-	if got := bridge.MACFromIP(netip.Addr{}); got != "" {
-		t.Errorf("MACFromIP(invalid) = %q, want empty", got)
 	}
 }

@@ -107,11 +107,14 @@ func (d *Driver) createBridge(b bridgeSpec) (netlink.Link, error) {
 // for IPv6, makes sure the bridge has IPv6 and does no DAD: a bridge without
 // ports has no carrier, and its addresses would stay tentative, unusable,
 // until the first container arrives and DAD finishes a second later. The
-// gateways themselves are added with IFA_F_NODAD too.
+// gateways themselves are added with IFA_F_NODAD too. route_localnet lets
+// the host's own connections to 127.0.0.1 be DNATed out of the bridge to a
+// published port; knit's table drops packets to 127.0.0.0/8 arriving on any
+// interface but lo, so nothing outside can use it (CVE-2020-8558).
 func (d *Driver) ensureNetworkSysctls(b bridgeSpec) error {
 	var kv []string
 	if b.ipv4 {
-		kv = append(kv, "net/ipv4/ip_forward", "1")
+		kv = append(kv, "net/ipv4/ip_forward", "1", "net/ipv4/conf/"+b.name+"/route_localnet", "1")
 	}
 	if b.ipv6 {
 		conf := "net/ipv6/conf/" + b.name + "/"

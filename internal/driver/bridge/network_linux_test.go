@@ -32,6 +32,12 @@ func TestEnsureNetworkIdempotent(t *testing.T) {
 	if v, _ := netns.Sysctl(e.host.Path, "net/ipv4/ip_forward"); v != "1" {
 		t.Fatalf("host ip_forward = %s, want 1", v)
 	}
+	if v, _ := netns.Sysctl(e.host.Path, "net/ipv4/conf/kn-1a2b3c/route_localnet"); v != "1" {
+		t.Fatalf("route_localnet on the bridge = %s, want 1 (published ports on 127.0.0.1)", v)
+	}
+	if v, _ := netns.Sysctl(e.host.Path, "net/ipv4/conf/all/route_localnet"); v != "0" {
+		t.Fatalf("route_localnet on all = %s; knit must set it only on its bridges", v)
+	}
 
 	stop := watch(t, e.host.Path, a.Index)
 	e.ensureNetwork(n)

@@ -6,6 +6,9 @@
 //	                         exit 1 if the connection fails
 //	probe hold ADDR          connect and exchange a byte every 100 ms until
 //	                         killed; any failure prints FAIL and exits 1
+//	probe udpserve PORT      UDP server: answers each datagram with
+//	                         "<hostname> <client address>\n"
+//	probe udpdial ADDR       send one datagram, print the answer (1 s timeout)
 package main
 
 import (
@@ -30,6 +33,10 @@ func main() {
 		dial(arg)
 	case "hold":
 		hold(arg)
+	case "udpserve":
+		udpServe(arg)
+	case "udpdial":
+		udpDial(arg)
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown mode", os.Args[1])
 		os.Exit(2)
@@ -100,4 +107,43 @@ func hold(addr string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func udpServe(port string) {
+	pc, err := net.ListenPacket("udp", ":"+port)
+	if err != nil {
+		fmt.Println("FAIL listen:", err)
+		os.Exit(1)
+	}
+	host, _ := os.Hostname()
+	fmt.Println("listening", port)
+	buf := make([]byte, 1500)
+	for {
+		_, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			continue
+		}
+		_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s\n", host, from)), from)
+	}
+}
+
+func udpDial(addr string) {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		fmt.Println("FAIL", err)
+		os.Exit(1)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("?")); err != nil {
+		fmt.Println("FAIL write:", err)
+		os.Exit(1)
+	}
+	buf := make([]byte, 1500)
+	n, err := c.Read(buf)
+	if err != nil {
+		fmt.Println("FAIL read:", err)
+		os.Exit(1)
+	}
+	fmt.Print(string(buf[:n]))
 }
