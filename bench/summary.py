@@ -3,7 +3,8 @@
 
 usage: summary.py ATTACH_JSON [CNIBENCH_JSONL [SUMMARY_JSON]]
 
-ATTACH_JSON is bench/attach's -json file. CNIBENCH_JSONL holds cnibench's
+ATTACH_JSON is bench/attach's -json file (knit's detach is the disconnect
+after each attach sample, timed apart from it). CNIBENCH_JSONL holds cnibench's
 reports labelled ref-n1 (-n 1 -repeat 20), ref-n100 (-n 100) and ref-n500-w4
 (-n 500 -workers 4); without it only knit's numbers are shown. Latency ratios
 are reference / knit (above 1: knit is faster), rate ratios knit / reference
@@ -51,18 +52,23 @@ def main(argv):
     rate = knit.get("rate")
 
     rows, seen = [], set()
-    for size, label, what in [
-        (1, "ref-n1", "1 container     vs ADD -n 1 -repeat 20"),
-        (100, "ref-n100", "100 containers  vs ADD -n 100"),
-        (largest, "ref-n100", f"{largest} containers vs ADD -n 100 (largest 1-worker run)"),
-    ]:
+    pairs = [
+        (1, "ref-n1", "1 container     vs {} -n 1 -repeat 20"),
+        (100, "ref-n100", "100 containers  vs {} -n 100"),
+        (largest, "ref-n100", f"{largest} containers vs {{}} -n 100 (largest 1-worker run)"),
+    ]
+    for size, label, what in pairs:
         s = sizes.get(size)
         if s is None or size in seen:
             continue
         seen.add(size)
-        add = phase(refs[label], "ADD") if label in refs else None
-        rows.append(dict(what="attach, sequential: " + what, knit_p50=s["attach"]["p50_ms"], knit_p99=s["attach"]["p99_ms"],
-                         ref=label, ref_p50=add and add["p50_ms"], ref_p99=add and add["p99_ms"]))
+        for knit_op, key, ref_op in (("attach", "attach", "ADD"), ("detach", "detach", "DEL")):
+            ref = phase(refs[label], ref_op) if label in refs else None
+            k = s.get(key)
+            if not k:
+                continue
+            rows.append(dict(what=f"{knit_op}, sequential: " + what.format(ref_op), knit_p50=k["p50_ms"], knit_p99=k["p99_ms"],
+                             ref=label, ref_p50=ref and ref["p50_ms"], ref_p99=ref and ref["p99_ms"]))
     w4 = refs.get("ref-n500-w4")
     add4 = phase(w4, "ADD") if w4 else None
     if rate:
@@ -74,6 +80,8 @@ def main(argv):
         r["ref_over_knit_p99"] = ratio(r["ref_p99"], r["knit_p99"])
 
     print("\n=== knit attach vs reference CNI chain (bridge + host-local + portmap), times in ms ===")
+    if knit.get("anchor") or knit.get("host_sysctls"):
+        print(f"(knit run with anchor={bool(knit.get('anchor'))} host sysctls={knit.get('host_sysctls') or []})")
     print(f"{'comparison':<72} {'knit p50':>9} {'knit p99':>9} {'ref p50':>9} {'ref p99':>9} {'ref/knit p50':>13} {'ref/knit p99':>13}")
     for r in rows:
         print(f"{r['what']:<72} {fmt(r['knit_p50']):>9} {fmt(r['knit_p99']):>9} {fmt(r['ref_p50']):>9} {fmt(r['ref_p99']):>9}"
@@ -86,12 +94,9 @@ def main(argv):
                            ref_add_ops_per_s=ref_ops, knit_over_ref=ratio(rate["ops_per_s"], ref_ops))
         print(f"\nrate: knit {fmt(rate['ops_per_s'], 1)} attaches/s ({rate['clients']} clients, {rate['containers']} containers)"
               f" vs reference {fmt(ref_ops, 1)} ADD/s (-n 500 -workers 4): knit/ref = {fmt(out['rate']['knit_over_ref'], 1)}")
-    for label in ("ref-n1", "ref-n100", "ref-n500-w4"):
-        if label in refs:
-            d = phase(refs[label], "DEL")
-            if d:
-                print(f"reference DEL {label}: p50 {fmt(d['p50_ms'])} ms, p99 {fmt(d['p99_ms'])} ms, {fmt(d['ops_per_s'], 1)}/s"
-                      " (knit's disconnect is not timed)")
+    d = phase(w4, "DEL") if w4 else None
+    if d:
+        print(f"reference DEL -n 500 -workers 4: p50 {fmt(d['p50_ms'])} ms, p99 {fmt(d['p99_ms'])} ms, {fmt(d['ops_per_s'], 1)}/s")
     if not refs:
         print("\n(no reference runs: ratios left out)")
     top = knit["sizes"][-1]

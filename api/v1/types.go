@@ -101,8 +101,10 @@ type Container struct {
 	// or "container:<name>" for a shared network namespace.
 	NetworkMode string `json:"networkMode"`
 	// Ports are the published ports, with host ports picked where asked.
-	Ports   []PortMapping `json:"ports,omitempty"`
-	Created time.Time     `json:"created"`
+	Ports      []PortMapping `json:"ports,omitempty"`
+	DNS        DNSConfig     `json:"dns,omitzero"`
+	ExtraHosts []HostEntry   `json:"extraHosts,omitempty"`
+	Created    time.Time     `json:"created"`
 	// Stopped asks for the process to be stopped (SIGTERM, then SIGKILL after
 	// StopGrace).
 	Stopped   bool          `json:"stopped,omitempty"`
@@ -139,6 +141,25 @@ type ContainerCreate struct {
 	IPs []netip.Addr `json:"ips,omitempty"`
 	// Ports to publish on the host.
 	Ports []PortMapping `json:"ports,omitempty"`
+	// Aliases are extra DNS names of the container on each of its networks.
+	Aliases []string `json:"aliases,omitempty"`
+	// DNS and ExtraHosts land in the container's resolv.conf and hosts.
+	DNS        DNSConfig   `json:"dns,omitzero"`
+	ExtraHosts []HostEntry `json:"extraHosts,omitempty"`
+}
+
+// DNSConfig is what --dns, --dns-search and --dns-option ask for. Servers
+// are used by knit's resolver for names it does not know itself.
+type DNSConfig struct {
+	Servers []netip.Addr `json:"servers,omitempty"`
+	Search  []string     `json:"search,omitempty"`
+	Options []string     `json:"options,omitempty"`
+}
+
+// HostEntry is one --add-host name:ip line.
+type HostEntry struct {
+	Name string     `json:"name"`
+	IP   netip.Addr `json:"ip"`
 }
 
 // Connect is the body of POST /v1/networks/{name}/connect and /disconnect.

@@ -203,5 +203,51 @@ func (r *ContainerCreate) Validate() error {
 	if err := ValidatePorts(owner, r.Ports); err != nil {
 		return err
 	}
+	if err := ValidateAliases(owner, r.Aliases); err != nil {
+		return err
+	}
+	if err := r.DNS.validate(owner); err != nil {
+		return err
+	}
+	for _, h := range r.ExtraHosts {
+		if !hostnameRE.MatchString(h.Name) || len(h.Name) > 253 {
+			return Invalidf("%s: --add-host %q: not a valid host name", owner, h.Name)
+		}
+		if !h.IP.IsValid() {
+			return Invalidf("%s: --add-host %s: missing address; write name:ip", owner, h.Name)
+		}
+	}
 	return ValidateLabels(owner, r.Labels)
+}
+
+// ValidateAliases checks --alias names: DNS names a container answers to.
+func ValidateAliases(owner string, aliases []string) error {
+	for _, a := range aliases {
+		if len(a) > 253 || !hostnameRE.MatchString(a) {
+			return Invalidf("%s: --alias %q is not a valid DNS name; use letters, digits and '-' in dot-separated labels", owner, a)
+		}
+	}
+	return nil
+}
+
+func (d DNSConfig) validate(owner string) error {
+	for _, s := range d.Servers {
+		if !s.IsValid() || s.IsUnspecified() || s.IsMulticast() {
+			return Invalidf("%s: --dns %s is not a usable server address", owner, s)
+		}
+	}
+	for _, s := range d.Search {
+		if len(s) > 253 || !hostnameRE.MatchString(strings.TrimSuffix(s, ".")) {
+			return Invalidf("%s: --dns-search %q is not a valid domain", owner, s)
+		}
+	}
+	for _, o := range d.Options {
+		if o == "" || strings.ContainsAny(o, " \t\n") {
+			return Invalidf("%s: --dns-option %q: give one option without spaces, e.g. ndots:2", owner, o)
+		}
+	}
+	if len(d.Search) > 6 {
+		return Invalidf("%s: %d --dns-search domains; resolv.conf takes at most 6", owner, len(d.Search))
+	}
+	return nil
 }

@@ -53,7 +53,16 @@ func (h *host) setup() error {
 		return fmt.Errorf("namespace %s already exists: a run with this PID did not clean up; delete it with ip netns del %s", h.nsName, h.nsName)
 	}
 	h.nsCreated = true // from here on, whatever exists at nsPath is ours
-	return createNamedNS(h.nsName)
+	if err := createNamedNS(h.nsName); err != nil {
+		return err
+	}
+	for _, kv := range h.cfg.sysctls {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := knetns.SetSysctl(h.nsPath, strings.ReplaceAll(k, ".", "/"), v); err != nil {
+			return fmt.Errorf("-host-sysctl %s: %w", kv, err)
+		}
+	}
+	return nil
 }
 
 // createNamedNS creates /run/netns/name with netns.NewNamed, which switches

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,7 +33,7 @@ type bench struct {
 
 func (b *bench) run(ctx context.Context) (*result, error) {
 	res := &result{Time: time.Now().UTC().Format(time.RFC3339), Knitd: b.cfg.knitd, KnitdPID: b.h.pid,
-		Parallel: b.cfg.parallel, Samples: b.cfg.samples}
+		Parallel: b.cfg.parallel, Samples: b.cfg.samples, HostSysctls: b.cfg.sysctls, Anchor: b.cfg.anchor}
 	var err error
 	if res.MemStart, err = readMemory(b.h.pid); err != nil {
 		return res, err
@@ -42,6 +43,14 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 		if err := b.c.Do(ctx, http.MethodPost, "/v1/networks", &v1.NetworkCreate{Name: n}, nil); err != nil {
 			return res, fmt.Errorf("create network %s: %w", n, err)
 		}
+	}
+	if b.cfg.anchor {
+		req := v1.ContainerCreate{Name: "kb-anchor", Command: containerCmd, Networks: []string{netB}}
+		var c v1.Container
+		if err := b.c.Do(ctx, http.MethodPost, "/v1/containers", &req, &c); err != nil {
+			return res, fmt.Errorf("run kb-anchor: %w", err)
+		}
+		b.h.notePID(c.Status.Pid)
 	}
 	for _, size := range b.cfg.sizes {
 		sr := sizeResult{Containers: size}
@@ -54,8 +63,13 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 		sr.RSSKiB = sr.Mem.RSS
 		sr.KiBPerContainer = float64(sr.Mem.RSS-res.MemStart.RSS) / float64(size)
 		sr.AnonKiBPerContainer = float64(sr.Mem.Anon-res.MemStart.Anon) / float64(size)
-		if sr.Attach, sr.Verified, err = b.attachLatency(ctx); err != nil {
+		raw, detach, verified, err := b.attachLatency(ctx)
+		if err != nil {
 			return res, err
+		}
+		sr.Attach, sr.Detach, sr.Verified = summarize(raw), summarize(detach), verified
+		for _, d := range raw {
+			sr.AttachMS = append(sr.AttachMS, math.Round(ms(d)*1000)/1000)
 		}
 		if sr.MemAfterAttach, err = readMemory(b.h.pid); err != nil {
 			return res, err
@@ -101,11 +115,11 @@ func (b *bench) grow(ctx context.Context, target int) (phase, error) {
 }
 
 // attachLatency times -samples connects to bench-b, one at a time, cycling
-// through the running containers; each is disconnected again (untimed). The
-// first is checked in the kernel right after the call returns.
-func (b *bench) attachLatency(ctx context.Context) (latency, string, error) {
-	lat := make([]time.Duration, 0, b.cfg.samples)
-	var verified string
+// through the running containers; each is disconnected again (timed apart,
+// not part of the attach figures). The first is checked in the kernel right
+// after the call returns.
+func (b *bench) attachLatency(ctx context.Context) (lat, detach []time.Duration, verified string, err error) {
+	lat = make([]time.Duration, 0, b.cfg.samples)
 	for i := range b.cfg.samples {
 		ctr := b.ctrs[b.cursor%len(b.ctrs)]
 		b.cursor++
@@ -113,18 +127,21 @@ func (b *bench) attachLatency(ctx context.Context) (latency, string, error) {
 		got, err := b.endpoint(ctx, ctr.Name, true)
 		lat = append(lat, time.Since(t0))
 		if err != nil {
-			return latency{}, "", err
+			return nil, nil, "", err
 		}
 		if i == 0 {
 			if verified, err = verifyEndpoint(b.h.netnsPath(got.ID), got, netB); err != nil {
-				return latency{}, "", fmt.Errorf("connect %s returned before the kernel matched: %w", ctr.Name, err)
+				return nil, nil, "", fmt.Errorf("connect %s returned before the kernel matched: %w", ctr.Name, err)
 			}
 		}
-		if _, err := b.endpoint(ctx, ctr.Name, false); err != nil {
-			return latency{}, "", err
+		t0 = time.Now()
+		_, err = b.endpoint(ctx, ctr.Name, false)
+		detach = append(detach, time.Since(t0))
+		if err != nil {
+			return nil, nil, "", err
 		}
 	}
-	return summarize(lat), verified, nil
+	return lat, detach, verified, nil
 }
 
 // attachRate connects distinct containers to bench-b with -parallel clients

@@ -12,7 +12,8 @@
 // interface is up with the address the API answered, and reads knitd's
 // resident memory. At the largest size it also measures attaches per second
 // with -parallel concurrent clients, and the same connect through the CLI
-// (which adds the CLI's process start).
+// (which adds the CLI's process start). -host-sysctl sets kernel settings in
+// the host namespace first, to measure what a change there would bring.
 //
 // Everything it made is removed at the end, also after an error or Ctrl-C:
 // containers (through the API), knitd (SIGTERM), leftover namespace mounts,
@@ -46,6 +47,8 @@ type config struct {
 	rateOps     int
 	cliSamples  int
 	jsonPath    string
+	sysctls     []string // key=value, set in the host namespace before knitd starts
+	anchor      bool
 }
 
 func main() {
@@ -85,6 +88,14 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.rateOps, "rate-ops", 400, "connects in the attach-rate phase (at most the largest size)")
 	fs.IntVar(&cfg.cliSamples, "cli-samples", 10, "connects through the CLI at the largest size (0: skip)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write the results as JSON to this file")
+	fs.BoolVar(&cfg.anchor, "anchor", false, "keep one extra container on bench-b throughout, so its bridge\nnever loses carrier between samples (not counted in -sizes)")
+	fs.Func("host-sysctl", "`key=value` to set in the host namespace before knitd starts, such as\nnet.ipv6.conf.default.disable_ipv6=1 (repeat; for what-if runs)", func(s string) error {
+		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
+			return fmt.Errorf("want key=value, got %q", s)
+		}
+		cfg.sysctls = append(cfg.sysctls, s)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -122,12 +133,12 @@ func parseFlags(args []string) (config, error) {
 func run(ctx context.Context, stop func(), cfg config) (res *result, err error) {
 	h := &host{cfg: cfg}
 	defer func() {
-		failed := err != nil
-		if ctx.Err() != nil {
+		interrupted := ctx.Err() != nil
+		if interrupted {
 			fmt.Fprintln(os.Stderr, "attach: interrupted; cleaning up (Ctrl-C again quits at once and leaves state behind)")
 		}
 		stop()
-		if failed {
+		if err != nil && !interrupted {
 			h.printLogTail(os.Stderr, 30)
 		}
 		if cerr := h.cleanup(); cerr != nil {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -30,14 +31,16 @@ type phase struct {
 }
 
 type sizeResult struct {
-	Containers      int     `json:"containers"`
-	Growth          phase   `json:"growth"` // the runs that brought the count to Containers
-	Attach          latency `json:"attach"`
-	Verified        string  `json:"verified"` // what the kernel showed after the first attach
-	RSSKiB          int64   `json:"rss_kib"`  // knitd's VmRSS after growth
-	Mem             memory  `json:"mem"`      // the same, with its parts
-	MemAfterAttach  memory  `json:"mem_after_attach"`
-	KiBPerContainer float64 `json:"kib_per_container"` // (RSS - RSS at start) / Containers
+	Containers      int       `json:"containers"`
+	Growth          phase     `json:"growth"` // the runs that brought the count to Containers
+	Attach          latency   `json:"attach"`
+	AttachMS        []float64 `json:"attach_samples_ms"` // in the order taken
+	Detach          latency   `json:"detach"`            // the disconnect after each sample
+	Verified        string    `json:"verified"`          // what the kernel showed after the first attach
+	RSSKiB          int64     `json:"rss_kib"`           // knitd's VmRSS after growth
+	Mem             memory    `json:"mem"`               // the same, with its parts
+	MemAfterAttach  memory    `json:"mem_after_attach"`
+	KiBPerContainer float64   `json:"kib_per_container"` // (RSS - RSS at start) / Containers
 	// AnonKiBPerContainer counts only anonymous memory (heap, stacks).
 	AnonKiBPerContainer float64 `json:"anon_kib_per_container"`
 }
@@ -61,6 +64,8 @@ type result struct {
 	KnitdPID    int          `json:"knitd_pid"`
 	Parallel    int          `json:"parallel"`
 	Samples     int          `json:"samples"`
+	HostSysctls []string     `json:"host_sysctls,omitempty"`
+	Anchor      bool         `json:"anchor,omitempty"` // kb-anchor stayed on bench-b
 	RSSStartKiB int64        `json:"rss_start_kib"`
 	MemStart    memory       `json:"mem_start"`
 	Sizes       []sizeResult `json:"sizes"`
@@ -113,18 +118,30 @@ func (r *result) targets() []target {
 
 func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "\nknit attach benchmark: %s (pid %d), %d API clients, %d attach samples per size\n", r.Knitd, r.KnitdPID, r.Parallel, r.Samples)
+	if len(r.HostSysctls) > 0 {
+		fmt.Fprintf(w, "host namespace sysctls set before knitd started: %s\n", strings.Join(r.HostSysctls, " "))
+	}
+	if r.Anchor {
+		fmt.Fprintln(w, "with kb-anchor on bench-b throughout: its bridge keeps carrier between samples")
+	}
 	fmt.Fprintf(w, "knitd memory at start: RSS %d KiB (anon %d, file %d)\n\n", r.MemStart.RSS, r.MemStart.Anon, r.MemStart.File)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "containers\truns\truns/s\trun p50\trun p99\tattach p50\tp90\tp99\tmax\tmean\tRSS KiB\tanon\tfile\tKiB/ctr\tanon/ctr\tRSS after attach\t")
+	fmt.Fprintln(tw, "containers\truns\truns/s\trun p50\trun p99\tattach p50\tp90\tp99\tmax\tmean\tdetach p50\tdetach p99\t")
 	for _, s := range r.Sizes {
 		g, a := s.Growth, s.Attach
-		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%.1f\t%.1f\t%d\t\n",
-			s.Containers, g.N, g.PerS, g.P50, g.P99, a.P50, a.P90, a.P99, a.Max, a.Mean,
-			s.Mem.RSS, s.Mem.Anon, s.Mem.File, s.KiBPerContainer, s.AnonKiBPerContainer, s.MemAfterAttach.RSS)
+		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n",
+			s.Containers, g.N, g.PerS, g.P50, g.P99, a.P50, a.P90, a.P99, a.Max, a.Mean, s.Detach.P50, s.Detach.P99)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "(times in ms; runs = containers created to reach the size, by the API clients in parallel;")
-	fmt.Fprintln(w, " memory in KiB after growth; KiB/ctr = (RSS - RSS at start) / containers, anon/ctr the same for anonymous memory)")
+	fmt.Fprintln(w, "(ms; runs: the containers created to reach the size, by the API clients in parallel)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(tw, "containers\tRSS KiB\tanon\tfile\tKiB/ctr\tanon KiB/ctr\tRSS after attaches\t")
+	for _, s := range r.Sizes {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%.1f\t%.1f\t%d\t\n", s.Containers, s.Mem.RSS, s.Mem.Anon, s.Mem.File,
+			s.KiBPerContainer, s.AnonKiBPerContainer, s.MemAfterAttach.RSS)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "(knitd memory after growth; KiB/ctr = (RSS - RSS at start) / containers, anon the same for anonymous memory)")
 	for _, s := range r.Sizes {
 		fmt.Fprintf(w, "checked after the first attach at %d: %s\n", s.Containers, s.Verified)
 	}

@@ -37,10 +37,18 @@ func main() {
 	flag.StringVar(&cfg.RunDir, "run-dir", daemon.DefaultRunDir, "directory of runtime state: namespace files, container state")
 	flag.StringVar(&cfg.Socket, "socket", "", "API socket (default <run-dir>/knit.sock)")
 	flag.Var(&pools, "address-pool", "pool for networks without --subnet, base=CIDR,size=N (repeat; default Docker's pools)")
+	var dnsPort uint
+	flag.UintVar(&dnsPort, "dns-port", 53, "port of knit's DNS server on each network's gateway")
+	flag.StringVar(&cfg.HostResolvConf, "resolv-conf", "/etc/resolv.conf", "the host's resolver configuration: upstreams of knit's DNS server")
 	flag.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&format, "log-format", "text", "text or json")
 	flag.Parse()
 	cfg.Pools = pools
+	if dnsPort == 0 || dnsPort > 65535 {
+		fmt.Fprintf(os.Stderr, "knitd: --dns-port %d: use 1 to 65535\n", dnsPort)
+		os.Exit(2)
+	}
+	cfg.DNSPort = uint16(dnsPort)
 
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {

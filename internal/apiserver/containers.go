@@ -80,6 +80,7 @@ func (s *Server) CreateContainer(ctx context.Context, req v1.ContainerCreate) (*
 	id := newID()
 	c := &v1.Container{
 		ID: id, Name: req.Name, Hostname: req.Hostname, Command: req.Command, Labels: req.Labels,
+		DNS: req.DNS, ExtraHosts: req.ExtraHosts,
 		Created: time.Now().UTC(), Generation: 1, Status: v1.ContainerStatus{State: v1.StateCreated},
 	}
 	if c.Name == "" {
@@ -108,8 +109,11 @@ func (s *Server) CreateContainer(ctx context.Context, req v1.ContainerCreate) (*
 		} else if old != nil {
 			return v1.Conflictf("container %q already exists; pick another --name, or remove it first with knit rm %s", c.Name, c.Name)
 		}
-		if err := s.placeContainer(tx, c, nets, req.IPs); err != nil {
+		if err := s.placeContainer(tx, c, nets, req.IPs, req.Aliases); err != nil {
 			return err
+		}
+		if len(req.Aliases) > 0 && c.NetworkMode != v1.DriverBridge {
+			return v1.Invalidf("container %q: --alias needs a bridge network; with --network %s the container has no network of its own", c.Name, c.NetworkMode)
 		}
 		if err := publishPorts(tx, c, req.Ports, sockets); err != nil {
 			return err
@@ -147,7 +151,7 @@ func (s *Server) CreateContainer(ctx context.Context, req v1.ContainerCreate) (*
 
 // placeContainer resolves the requested networks and fills c's network mode
 // and endpoints, allocating their addresses.
-func (s *Server) placeContainer(tx store.Tx, c *v1.Container, nets []string, ips []netip.Addr) error {
+func (s *Server) placeContainer(tx store.Tx, c *v1.Container, nets []string, ips []netip.Addr, aliases []string) error {
 	if other, ok := strings.CutPrefix(nets[0], containerPrefix); ok {
 		if len(ips) > 0 {
 			return v1.Invalidf("container %q: --ip cannot be used with --network %s; the address belongs to %q", c.Name, nets[0], other)
@@ -196,7 +200,7 @@ func (s *Server) placeContainer(tx store.Tx, c *v1.Container, nets []string, ips
 		return err
 	}
 	for i, n := range bridges {
-		ep, err := newEndpoint(tx, c, n, i, statics[n.Name], nil)
+		ep, err := newEndpoint(tx, c, n, i, statics[n.Name], aliases)
 		if err != nil {
 			return err
 		}

@@ -145,6 +145,9 @@ func connectLocked(tx store.Tx, c *v1.Container, n *v1.Network, req v1.Connect) 
 	if idx >= MaxInterfaces {
 		return v1.Conflictf("container %q already has %d interfaces; disconnect one first", c.Name, MaxInterfaces)
 	}
+	if err := v1.ValidateAliases(fmt.Sprintf("container %q", c.Name), req.Aliases); err != nil {
+		return err
+	}
 	statics, err := assignStatics(c.Name, []*v1.Network{n}, req.IPs)
 	if err != nil {
 		return err

@@ -25,7 +25,7 @@ func (a *app) containerCmds() []*cobra.Command {
 func (a *app) runCmd() *cobra.Command {
 	var req v1.ContainerCreate
 	var detach, remove bool
-	var ips, labels, publish []string
+	var ips, labels, publish, dnsServers, addHosts []string
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARGS...]",
 		Short: "run a command in a new container",
@@ -42,6 +42,21 @@ func (a *app) runCmd() *cobra.Command {
 					return v1.Invalidf("%s: --ip %q is not an IP address", owner, s)
 				}
 				req.IPs = append(req.IPs, ip)
+			}
+			for _, d := range dnsServers {
+				ip, err := netip.ParseAddr(d)
+				if err != nil {
+					return v1.Invalidf("%s: --dns %q is not an IP address", owner, d)
+				}
+				req.DNS.Servers = append(req.DNS.Servers, ip)
+			}
+			for _, h := range addHosts {
+				name, addr, ok := strings.Cut(h, ":")
+				ip, err := netip.ParseAddr(addr)
+				if !ok || err != nil {
+					return v1.Invalidf("%s: --add-host %q: write name:ip, e.g. api.local:192.168.1.100", owner, h)
+				}
+				req.ExtraHosts = append(req.ExtraHosts, v1.HostEntry{Name: name, IP: ip})
 			}
 			for _, spec := range publish {
 				p, err := v1.ParsePortSpec(spec)
@@ -77,6 +92,11 @@ func (a *app) runCmd() *cobra.Command {
 	f.StringArrayVar(&ips, "ip", nil, "static address (one per network and family)")
 	f.StringArrayVar(&labels, "label", nil, "label key=value")
 	f.StringArrayVarP(&publish, "publish", "p", nil, "publish [hostIP:][hostPort[-end]:]containerPort[-end][/tcp|udp|sctp]")
+	f.StringArrayVar(&req.Aliases, "alias", nil, "extra DNS name on the container's networks")
+	f.StringArrayVar(&dnsServers, "dns", nil, "name server for names knit does not know")
+	f.StringArrayVar(&req.DNS.Search, "dns-search", nil, "search domain in resolv.conf")
+	f.StringArrayVar(&req.DNS.Options, "dns-option", nil, "option in resolv.conf (e.g. ndots:2)")
+	f.StringArrayVar(&addHosts, "add-host", nil, "extra /etc/hosts line name:ip")
 	return cmd
 }
 

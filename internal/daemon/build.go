@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	v1 "github.com/knit-net/knit/api/v1"
+
 	"github.com/knit-net/knit/internal/apiserver"
 	"github.com/knit-net/knit/internal/controller/container"
 	"github.com/knit-net/knit/internal/controller/dataplane"
@@ -22,6 +24,7 @@ import (
 	"github.com/knit-net/knit/internal/driver/bridge"
 	"github.com/knit-net/knit/internal/driver/host"
 	"github.com/knit-net/knit/internal/driver/none"
+	"github.com/knit-net/knit/internal/dns"
 	"github.com/knit-net/knit/internal/netns"
 	"github.com/knit-net/knit/internal/reconcile"
 	"github.com/knit-net/knit/internal/runtime"
@@ -36,6 +39,7 @@ type daemon struct {
 	hostNL   *netlink.Handle
 	nft      *nft.Dataplane
 	dp       *dataplane.Manager
+	dns      *dns.Server
 	rt       *runtime.Runtime
 	nets     *network.Controller
 	ctrs     *container.Controller
@@ -78,6 +82,8 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 		"none":   none.New(),
 	}
 	d.nets = network.New(d.st, drivers, d.dp, cfg.Logger)
+	d.dns = dns.New(dns.Options{Port: cfg.DNSPort, Upstreams: hostUpstreams(cfg.HostResolvConf), Logger: cfg.Logger})
+	d.nets.OnNetworks = func(nets []v1.Network) error { return d.dns.SetListenAddrs(gatewayAddrs(nets)) }
 	d.rt, err = runtime.New(d.runtimeDir(), cfg.Logger, func(id string, code int) {
 		d.ctrs.OnExit(id, code)
 	})
@@ -85,7 +91,7 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 		return nil, err
 	}
 	d.ctrs = container.New(container.Options{
-		Store: d.st, Runtime: d.rt, Networks: d.nets, Dataplane: d.dp, Drivers: drivers,
+		Store: d.st, Runtime: d.rt, Networks: d.nets, Dataplane: d.dp, DNS: d.dns, Drivers: drivers,
 		NetNSDir: d.netnsDir, HostResolvConf: cfg.HostResolvConf, Logger: cfg.Logger,
 	})
 	d.netLoop = reconcile.New(d.st, d.nets, reconcile.Options{Name: "networks", Prefix: "networks/", Resync: 5 * time.Minute, Logger: cfg.Logger})
@@ -149,6 +155,9 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) error {
 func (d *daemon) close() {
 	if d.nft != nil {
 		d.nft.Close()
+	}
+	if d.dns != nil {
+		d.dns.Close()
 	}
 	if d.hostNL != nil {
 		d.hostNL.Close()

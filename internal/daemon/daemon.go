@@ -33,8 +33,12 @@ type Config struct {
 	// Store overrides the bbolt store (tests use memstore).
 	Store  store.Store
 	Logger *slog.Logger
-	// HostResolvConf is copied into containers (default /etc/resolv.conf).
+	// HostResolvConf names the host's resolvers (default /etc/resolv.conf):
+	// knit's DNS server forwards to them and host-mode containers get a copy.
 	HostResolvConf string
+	// DNSPort is where knit's DNS server listens on each network's gateway
+	// (default 53).
+	DNSPort uint16
 }
 
 // Defaults for the flags.
@@ -68,6 +72,9 @@ func (c *Config) fill() {
 	}
 	if c.HostResolvConf == "" {
 		c.HostResolvConf = "/etc/resolv.conf"
+	}
+	if c.DNSPort == 0 {
+		c.DNSPort = 53
 	}
 }
 

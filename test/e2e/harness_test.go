@@ -127,8 +127,11 @@ func (h *Host) startKnitd() {
 	f, err := os.OpenFile(filepath.Join(h.dir, "knitd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	must(t, err)
 	h.logFile = f
+	resolv := filepath.Join(h.dir, "resolv.conf")
+	must(t, os.WriteFile(resolv, []byte("nameserver 198.51.100.2\nsearch example.test\n"), 0o644))
 	cmd := exec.Command("nsenter", "--net="+h.NS.Path, bins.knitd,
 		"--state-dir", filepath.Join(h.dir, "state"), "--run-dir", filepath.Join(h.dir, "run"), "--socket", h.socket,
+		"--resolv-conf", resolv,
 		"--address-pool", "base=10.200.0.0/16,size=24", "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = f, f
 	must(t, cmd.Start())

@@ -33,6 +33,8 @@ type Options struct {
 	Networks *network.Controller
 	// Dataplane receives the container's published ports.
 	Dataplane *dataplane.Manager
+	// DNS receives the container's names.
+	DNS Names
 	Drivers   map[string]driver.Driver
 	// NetNSDir holds the containers' network namespace files.
 	NetNSDir string
@@ -119,10 +121,11 @@ func (c *Controller) Sync(ctx context.Context, key string, value []byte) error {
 		if err := c.adoptNetNS(ctr); err != nil {
 			return c.observe(ctx, ctr, err)
 		}
-		if err := c.ensureEndpoints(ctx, ctr); err != nil {
-			return c.observe(ctx, ctr, err)
+		nets, err := c.networksOf(ctx, ctr)
+		if err == nil {
+			err = c.ensureEndpoints(ctr, nets)
 		}
-		return c.observe(ctx, ctr, nil)
+		return c.observe(ctx, ctr, err)
 	default: // exited
 		return c.teardown(ctr)
 	}

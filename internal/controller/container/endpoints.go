@@ -1,14 +1,11 @@
 package container
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"strings"
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/driver"
@@ -16,13 +13,8 @@ import (
 	"github.com/knit-net/knit/internal/store"
 )
 
-// ensureEndpoints makes the container's interfaces match its record: missing
-// or changed endpoints are ensured (which leaves a matching one untouched),
-// endpoints no longer in the record are deleted.
-func (c *Controller) ensureEndpoints(ctx context.Context, ctr *v1.Container) error {
-	if ctr.NetworkMode != v1.DriverBridge {
-		return nil
-	}
+// networksOf reads the networks of the container's endpoints.
+func (c *Controller) networksOf(ctx context.Context, ctr *v1.Container) (map[string]*v1.Network, error) {
 	nets := map[string]*v1.Network{}
 	err := c.st.View(ctx, func(tx store.Tx) error {
 		for _, ep := range ctr.Endpoints {
@@ -37,8 +29,16 @@ func (c *Controller) ensureEndpoints(ctx context.Context, ctr *v1.Container) err
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	return nets, err
+}
+
+// ensureEndpoints makes the container's interfaces match its record: missing
+// or changed endpoints are ensured (which leaves a matching one untouched),
+// endpoints no longer in the record are deleted; then its published ports and
+// DNS names follow.
+func (c *Controller) ensureEndpoints(ctr *v1.Container, nets map[string]*v1.Network) error {
+	if ctr.NetworkMode != v1.DriverBridge {
+		return nil
 	}
 	gw := gateways(ctr, nets)
 	c.mu.Lock()
@@ -63,6 +63,7 @@ func (c *Controller) ensureEndpoints(ctx context.Context, ctr *v1.Container) err
 	if err := c.opts.Dataplane.SetPorts(ctr.ID, portsFor(ctr, nets)); err != nil {
 		errs = append(errs, fmt.Errorf("published ports: %w", err))
 	}
+	c.opts.DNS.SetContainer(dnsRecord(ctr, nets))
 	for veth, a := range applied {
 		if !want[veth] {
 			if err := c.deleteEndpoint(a); err != nil {
@@ -152,39 +153,3 @@ func gateways(ctr *v1.Container, nets map[string]*v1.Network) map[string][]netip
 	return out
 }
 
-// hostsFile is the container's /etc/hosts: localhost and its own addresses.
-func hostsFile(ctr *v1.Container) []byte {
-	var b bytes.Buffer
-	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	names := ctr.Hostname
-	if ctr.Name != ctr.Hostname {
-		names += " " + ctr.Name
-	}
-	for _, ep := range ctr.Endpoints {
-		for _, a := range ep.Addresses {
-			fmt.Fprintf(&b, "%s\t%s\n", a.Addr(), names)
-		}
-	}
-	return b.Bytes()
-}
-
-// resolvConf is the host's resolv.conf without loopback name servers, which
-// would point at the container itself.
-func (c *Controller) resolvConf() []byte {
-	data, err := os.ReadFile(c.opts.HostResolvConf)
-	if err != nil {
-		return nil
-	}
-	var b bytes.Buffer
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" {
-			if a, err := netip.ParseAddr(f[1]); err == nil && a.IsLoopback() {
-				continue
-			}
-		}
-		b.WriteString(line)
-		b.WriteByte('\n')
-	}
-	return bytes.TrimRight(b.Bytes(), "\n")
-}

@@ -20,18 +20,22 @@ import (
 // start brings a created container up: namespace, endpoints, process. A
 // process still alive from before a daemon restart is adopted instead.
 func (c *Controller) start(ctx context.Context, ctr *v1.Container) error {
-	nsPath, err := c.netnsFor(ctx, ctr)
+	nsPath, owner, err := c.netnsFor(ctx, ctr)
+	var nets map[string]*v1.Network
+	if err == nil {
+		nets, err = c.networksOf(ctx, owner)
+	}
 	if err == nil && ownNetNS(ctr) {
 		err = c.ensureNetNS(ctr.ID, nsPath)
 	}
 	if err == nil {
-		err = c.ensureEndpoints(ctx, ctr)
+		err = c.ensureEndpoints(ctr, nets)
 	}
 	pid, alive := c.rt.Adopt(ctr.ID)
 	if err == nil && !alive {
 		pid, err = c.rt.Start(runtime.Spec{
 			ID: ctr.ID, Command: ctr.Command, Hostname: ctr.Hostname, NetNSPath: nsPath,
-			Hosts: hostsFile(ctr), Resolv: c.resolvConf(),
+			Hosts: hostsFile(ctr, owner), Resolv: c.resolvConf(ctr, owner, nets),
 		})
 	}
 	if err != nil {
@@ -113,6 +117,7 @@ func (c *Controller) remove(ctx context.Context, ctr *v1.Container) error {
 // is fine.
 func (c *Controller) teardown(ctr *v1.Container) error {
 	var errs []error
+	c.opts.DNS.DeleteContainer(ctr.ID)
 	if err := c.opts.Dataplane.SetPorts(ctr.ID, nil); err != nil {
 		errs = append(errs, err)
 	}
@@ -163,15 +168,15 @@ func ownNetNS(ctr *v1.Container) bool {
 	return ctr.NetworkMode == v1.DriverBridge || ctr.NetworkMode == v1.DriverNone
 }
 
-// netnsFor is the namespace the process runs in: its own, the host's (""),
-// or the one of the container it shares.
-func (c *Controller) netnsFor(ctx context.Context, ctr *v1.Container) (string, error) {
+// netnsFor is the namespace the process runs in — its own, the host's (""),
+// or the one of the container it shares — and the container that owns it.
+func (c *Controller) netnsFor(ctx context.Context, ctr *v1.Container) (string, *v1.Container, error) {
 	other, ok := strings.CutPrefix(ctr.NetworkMode, "container:")
 	switch {
 	case ownNetNS(ctr):
-		return c.NetNSPath(ctr.ID), nil
+		return c.NetNSPath(ctr.ID), ctr, nil
 	case !ok:
-		return "", nil // host
+		return "", ctr, nil // host
 	}
 	var o *v1.Container
 	err := c.st.View(ctx, func(tx store.Tx) (err error) {
@@ -179,10 +184,10 @@ func (c *Controller) netnsFor(ctx context.Context, ctr *v1.Container) (string, e
 		return err
 	})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if o == nil || o.Status.State != v1.StateRunning {
-		return "", fmt.Errorf("cannot join the network namespace of %q: it is not running", other)
+		return "", nil, fmt.Errorf("cannot join the network namespace of %q: it is not running", other)
 	}
 	return c.netnsFor(ctx, o)
 }

@@ -26,6 +26,10 @@ type Controller struct {
 	dp      *dataplane.Manager
 	log     *slog.Logger
 
+	// OnNetworks, if set, is told the live networks after every change (knit's
+	// DNS server listens on their gateways).
+	OnNetworks func([]v1.Network) error
+
 	mu      sync.Mutex
 	applied map[string]string // network ID → fingerprint of what the driver applied
 }
@@ -127,7 +131,13 @@ func (c *Controller) SyncDataplane(ctx context.Context) error {
 			live = append(live, n)
 		}
 	}
-	return c.dp.SetNetworks(live)
+	if err := c.dp.SetNetworks(live); err != nil {
+		return err
+	}
+	if c.OnNetworks != nil {
+		return c.OnNetworks(live)
+	}
+	return nil
 }
 
 // Wanted returns the bridges of the given networks, for pruning.

@@ -9,6 +9,9 @@
 //	probe udpserve PORT      UDP server: answers each datagram with
 //	                         "<hostname> <client address>\n"
 //	probe udpdial ADDR       send one datagram, print the answer (1 s timeout)
+//	probe resolve NAME[/TYPE][@tcp]
+//	                         ask the first nameserver of /etc/resolv.conf;
+//	                         print the rcode and the answers, one per line
 package main
 
 import (
@@ -37,6 +40,8 @@ func main() {
 		udpServe(arg)
 	case "udpdial":
 		udpDial(arg)
+	case "resolve":
+		resolve(arg)
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown mode", os.Args[1])
 		os.Exit(2)

@@ -1,0 +1,153 @@
+// Package dns is knit's embedded DNS server: what Docker's embedded DNS and
+// podman's aardvark-dns are to their containers. knitd serves it on every
+// bridge's gateway addresses; containers find it in their resolv.conf.
+//
+// The rules a container gets (names compare case-insensitively, answers carry
+// Options.TTL):
+//
+//   - The client is the container owning the query's source address. It sees
+//     the containers it shares a network with, by Name, Hostname and the
+//     Aliases of the shared network, and gets their addresses on the shared
+//     networks: A for IPv4, AAAA for IPv6. Several containers with one name
+//     give all their addresses, rotated per query (round robin). Only exact
+//     names match ("web" or "web."); search domains are the client's business.
+//   - PTR for an address of such a container gives its name.
+//   - A name (or address) of a knit container on none of the client's networks
+//     is NXDOMAIN, never forwarded. A visible name asked for a type it has no
+//     record of is NOERROR without answers (NODATA).
+//   - Everything else is forwarded to the client's Upstreams, or the default
+//     ones, over the transport the query came on, with its EDNS0 record and
+//     a fresh ID (the client's is restored on the answer). A truncated UDP
+//     answer is passed on truncated, so the client retries over TCP, which is
+//     forwarded over TCP. Upstreams are tried in order within Options.Timeout;
+//     when none answers: SERVFAIL.
+//   - Internal clients get REFUSED at once for anything not local.
+//   - Unknown clients (a source address no container owns, such as a host
+//     process) see no container names and are forwarded to the defaults.
+//   - Malformed queries get FORMERR (or nothing, when even the header is
+//     unreadable); a panic in the handler is answered SERVFAIL.
+//
+// Design notes. Queries never lock: SetContainer and DeleteContainer build a
+// new immutable index (snapshot) and swap it in through an atomic pointer,
+// rebuilding only the tables of the networks the change touches. UDP is read
+// by the server's own loop, not dns.Server's: a query for a local name is
+// answered from its wire form without unpacking it (fastpath.go), with no
+// allocation and no goroutine, and anything else is unpacked and handed to
+// ServeDNS in a goroutine, since forwarding blocks. TCP goes through
+// dns.Server to ServeDNS. The fast path is an optimisation only: for every
+// query it answers, ServeDNS gives the same answer, which the fuzz test checks.
+package dns
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults and limits.
+const (
+	// DefaultTTL is the TTL of local answers when Options.TTL is 0. Answers
+	// must not outlive container changes for long, so 5 s is also the most.
+	DefaultTTL = 5
+	// DefaultTimeout is how long a forwarded query may take in total, over
+	// every upstream tried.
+	DefaultTimeout = 2 * time.Second
+	// ednsSize is the UDP payload size the server advertises (DNS flag day
+	// 2020) and the largest local answer it sends over UDP.
+	ednsSize = 1232
+	// maxInflight bounds the UDP queries handled off the fast path at once
+	// (mostly forwards waiting on an upstream); beyond it, queries are dropped
+	// and the client retries.
+	maxInflight = 1024
+)
+
+// Options configure a Server.
+type Options struct {
+	// Port to serve on, UDP and TCP, on every listen address: 53 in production.
+	Port uint16
+	// Upstreams are the default upstream servers (knitd passes the host's
+	// resolv.conf servers). A zero port means 53.
+	Upstreams []netip.AddrPort
+	// TTL of local answers: 0 means DefaultTTL; more than 5 is cut to 5.
+	TTL uint32
+	// Timeout for a forwarded query, all upstreams together: 0 means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Server is knit's embedded DNS server. Its methods are safe for concurrent
+// use.
+type Server struct {
+	port      uint16
+	upstreams []netip.AddrPort
+	ttl       uint32
+	timeout   time.Duration
+	log       *slog.Logger
+
+	snap atomic.Pointer[snapshot]
+	rr   atomic.Uint32 // round-robin counter
+
+	// exchange forwards a packed query; tests replace it.
+	exchange func(ctx context.Context, query []byte, ups []netip.AddrPort, tcp bool) ([]byte, error)
+	// self is the set of addresses the server listens on, with its port: never
+	// forwarded to, lest a query loop.
+	self     atomic.Pointer[map[netip.AddrPort]bool]
+	inflight chan struct{}
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // UDP readers and off-path handlers
+	readers  int
+
+	mu        sync.Mutex // guards reg and listeners
+	reg       registry
+	listeners map[netip.Addr]*listener
+	closed    bool
+}
+
+// New returns a server that knows no containers and listens nowhere until
+// SetListenAddrs.
+func New(opts Options) *Server {
+	s := &Server{
+		port:      opts.Port,
+		ttl:       opts.TTL,
+		timeout:   opts.Timeout,
+		log:       opts.Logger,
+		inflight:  make(chan struct{}, maxInflight),
+		reg:       newRegistry(),
+		listeners: map[netip.Addr]*listener{},
+		readers:   min(runtime.GOMAXPROCS(0), 4),
+	}
+	if s.ttl == 0 || s.ttl > DefaultTTL {
+		s.ttl = DefaultTTL
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.upstreams = normalize(Container{Upstreams: opts.Upstreams}).Upstreams
+	s.exchange = s.exchangeUpstreams
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.snap.Store(&snapshot{})
+	s.self.Store(&map[netip.AddrPort]bool{})
+	return s
+}
+
+// Close stops serving: it closes every listener, cancels forwards in flight
+// and waits for the server's goroutines. The server cannot be used again.
+func (s *Server) Close() error {
+	s.cancel()
+	s.mu.Lock()
+	s.closed = true
+	err := s.setListenAddrsLocked(nil)
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
