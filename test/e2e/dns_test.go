@@ -100,7 +100,7 @@ func TestDNS(t *testing.T) {
 	expect("app", "database", "NOERROR", "A "+dbIP) // alias
 	expect("app", "web", "NOERROR", "A "+webBack)   // the address on the shared network
 	expect("app", "webhost", "NOERROR", "A "+webBack)
-	expect("x", "app", "NXDOMAIN")                   // not on a shared network
+	expect("x", "app", "NXDOMAIN") // not on a shared network
 	expect("x", "web", "NOERROR", "A "+h.ip("web", "frontend"))
 	expect("app", appIP+"/PTR", "NOERROR", "PTR app.")
 	expect("app", "db/AAAA", "NOERROR") // no IPv6 on backend: no data

@@ -34,8 +34,8 @@ type Options struct {
 	// Dataplane receives the container's published ports.
 	Dataplane *dataplane.Manager
 	// DNS receives the container's names.
-	DNS Names
-	Drivers   map[string]driver.Driver
+	DNS     Names
+	Drivers map[string]driver.Driver
 	// NetNSDir holds the containers' network namespace files.
 	NetNSDir string
 	// HostResolvConf is read for the containers' resolv.conf.

@@ -152,4 +152,3 @@ func gateways(ctr *v1.Container, nets map[string]*v1.Network) map[string][]netip
 	}
 	return out
 }
-
