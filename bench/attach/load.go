@@ -53,25 +53,8 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 		b.h.notePID(c.Status.Pid)
 	}
 	for _, size := range b.cfg.sizes {
-		sr := sizeResult{Containers: size}
-		if sr.Growth, err = b.grow(ctx, size); err != nil {
-			return res, err
-		}
-		if sr.Mem, err = readMemory(b.h.pid); err != nil {
-			return res, err
-		}
-		sr.RSSKiB = sr.Mem.RSS
-		sr.KiBPerContainer = float64(sr.Mem.RSS-res.MemStart.RSS) / float64(size)
-		sr.AnonKiBPerContainer = float64(sr.Mem.Anon-res.MemStart.Anon) / float64(size)
-		raw, detach, verified, err := b.attachLatency(ctx)
+		sr, err := b.measureSize(ctx, size, res.MemStart)
 		if err != nil {
-			return res, err
-		}
-		sr.Attach, sr.Detach, sr.Verified = summarize(raw), summarize(detach), verified
-		for _, d := range raw {
-			sr.AttachMS = append(sr.AttachMS, math.Round(ms(d)*1000)/1000)
-		}
-		if sr.MemAfterAttach, err = readMemory(b.h.pid); err != nil {
 			return res, err
 		}
 		res.Sizes = append(res.Sizes, sr)
@@ -83,6 +66,32 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	}
 	res.CLI, err = b.cliConnects(ctx)
 	return res, err
+}
+
+// measureSize grows to size containers, reads knitd's memory and times the
+// attach samples.
+func (b *bench) measureSize(ctx context.Context, size int, start memory) (sizeResult, error) {
+	sr := sizeResult{Containers: size}
+	var err error
+	if sr.Growth, err = b.grow(ctx, size); err != nil {
+		return sr, err
+	}
+	if sr.Mem, err = readMemory(b.h.pid); err != nil {
+		return sr, err
+	}
+	sr.RSSKiB = sr.Mem.RSS
+	sr.KiBPerContainer = float64(sr.Mem.RSS-start.RSS) / float64(size)
+	sr.AnonKiBPerContainer = float64(sr.Mem.Anon-start.Anon) / float64(size)
+	raw, detach, verified, err := b.attachLatency(ctx)
+	if err != nil {
+		return sr, err
+	}
+	sr.Attach, sr.Detach, sr.Verified = summarize(raw), summarize(detach), verified
+	for _, d := range raw {
+		sr.AttachMS = append(sr.AttachMS, math.Round(ms(d)*1000)/1000)
+	}
+	sr.MemAfterAttach, err = readMemory(b.h.pid)
+	return sr, err
 }
 
 // grow creates containers on bench-a with -parallel clients until target

@@ -47,17 +47,25 @@ def main(path):
                 continue
             qps, p99 = num(r["qps"]), num(r["p99_ms"])
             ra = rd = rp = ""
-            if label.startswith("knit"):
+            note = NOTES.get(label, "")
+            if label == "knit":
                 a, d = ref["aardvark"], ref["dnsmasq"]
                 if q != "1":
                     ra = ratio(qps, num(a["qps"]) if a else None)
                     rd = ratio(qps, num(d["qps"]) if d else None)
                 rp = ratio(p99, num(a["p99_ms"]) if a else None)
+            up = by.get(("upstream", q))
+            if label == "knit-fwd" and up and q != "1":
+                note += f" ({ratio(qps, num(up['qps']))} of its qps)"
             print(f"{label:<10} {q:>4} {r['qps']:>9} {r['p50_ms']:>7} {r['p99_ms']:>7} {r['server_cores']:>7}  "
-                  f"{ra:>12} {rd:>11} {rp:>12}  {NOTES.get(label, '')}")
+                  f"{ra:>12} {rd:>11} {rp:>12}  {note}")
             if label == "knit" and q != "1" and ref["aardvark"]:
                 aq = num(ref["aardvark"]["qps"])
-                verdict.append(f"q={q}: knit {qps:.0f} qps = {qps / aq:.2f}x aardvark-dns (target >= 2x), "
+                cores = num(r["server_cores"]), num(ref["aardvark"]["server_cores"])
+                per_core = ""
+                if cores[0] and cores[1]:
+                    per_core = f"; per server core {qps / cores[0] / (aq / cores[1]):.2f}x"
+                verdict.append(f"q={q}: knit {qps:.0f} qps = {qps / aq:.2f}x aardvark-dns (target >= 2x){per_core}; "
                                f"p99 {r['p99_ms']} ms (target <= 1 ms)")
         print()
     for v in verdict:

@@ -40,6 +40,7 @@ func main() {
 	var dnsPort uint
 	flag.UintVar(&dnsPort, "dns-port", 53, "port of knit's DNS server on each network's gateway")
 	flag.StringVar(&cfg.HostResolvConf, "resolv-conf", "/etc/resolv.conf", "the host's resolver configuration: upstreams of knit's DNS server")
+	flag.BoolVar(&cfg.Debug, "debug", false, "serve Go's profiler on the API socket under /debug/pprof/")
 	flag.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&format, "log-format", "text", "text or json")
 	flag.Parse()

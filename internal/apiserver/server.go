@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"time"
 
@@ -45,6 +46,8 @@ type Options struct {
 	LogPath func(id string) string
 	// WaitTimeout bounds how long a call waits for the reconcilers.
 	WaitTimeout time.Duration
+	// Debug serves Go's profiler under /debug/pprof/ (the socket is root-only).
+	Debug bool
 }
 
 // Server serves the API.
@@ -81,6 +84,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/containers/{name}", s.deleteContainer)
 	mux.HandleFunc("POST /v1/containers/{name}/stop", s.stopContainer)
 	mux.HandleFunc("GET /v1/containers/{name}/logs", s.logs)
+	if s.opts.Debug {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, v1.NotFoundf("no API route %s %s; see docs/api.md", r.Method, r.URL.Path))
 	})

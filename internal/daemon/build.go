@@ -98,7 +98,7 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 	d.ctrLoop = reconcile.New(d.st, d.ctrs, reconcile.Options{Name: "containers", Prefix: "containers/", Workers: 4, Resync: time.Minute, Logger: cfg.Logger})
 	d.ctrs.Enqueue = d.ctrLoop.Enqueue
 	d.api = apiserver.New(apiserver.Options{
-		Store: d.st, Pools: cfg.Pools, Host: hostView{d.hostNL}, Logger: cfg.Logger, LogPath: d.rt.LogPath,
+		Store: d.st, Pools: cfg.Pools, Host: hostView{d.hostNL}, Logger: cfg.Logger, LogPath: d.rt.LogPath, Debug: cfg.Debug,
 	})
 	return d, nil
 }

@@ -36,6 +36,8 @@ type Config struct {
 	// HostResolvConf names the host's resolvers (default /etc/resolv.conf):
 	// knit's DNS server forwards to them and host-mode containers get a copy.
 	HostResolvConf string
+	// Debug serves Go's profiler on the API socket under /debug/pprof/.
+	Debug bool
 	// DNSPort is where knit's DNS server listens on each network's gateway
 	// (default 53).
 	DNSPort uint16

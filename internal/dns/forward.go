@@ -95,8 +95,14 @@ func exchangeOne(ctx context.Context, up netip.AddrPort, query []byte, tcp bool,
 		network = "tcp"
 	}
 	wrap := func(err error) error { return fmt.Errorf("dns: forward to %s/%s: %w", up, network, err) }
-	d := net.Dialer{Deadline: deadline}
-	conn, err := d.DialContext(ctx, network, up.String())
+	var conn net.Conn
+	var err error
+	if tcp {
+		d := net.Dialer{Deadline: deadline}
+		conn, err = d.DialContext(ctx, network, up.String())
+	} else { // a new socket, so a new random port, for every query; no resolver
+		conn, err = net.DialUDP(network, nil, net.UDPAddrFromAddrPort(up))
+	}
 	if err != nil {
 		return nil, wrap(err)
 	}

@@ -35,7 +35,7 @@ type Container struct {
 // SetContainer or DeleteContainer builds a new one (copy on write) and swaps
 // it in, so queries never lock. What a change does not touch is shared with
 // the previous snapshot: the tables of other networks, and the shards of the
-// two global maps (see shard.go) that hold none of its keys.
+// two global maps (see table.go) that hold none of its keys.
 type snapshot struct {
 	// clients maps every address of every container to its view.
 	clients [shardCount]map[netip.Addr]*client
@@ -182,11 +182,10 @@ func (reg *registry) index(netID string, next *snapshot) int32 {
 	return idx
 }
 
-// normalize returns a private copy of c with names lowercased and without a
-// trailing dot, addresses unmapped, empty and repeated entries dropped,
-// endpoints on the same network merged, and upstream port 0 made 53. Name
-// and Hostname are lowercased too; the PTR answer keeps the original case in
-// ptrName, taken before.
+// normalize returns a private copy of c: names without a trailing dot and,
+// but for Name, lowercased (Name keeps its case for PTR answers and is
+// lowercased where it is a key); addresses unmapped; empty and repeated
+// entries dropped; endpoints on one network merged; upstream port 0 made 53.
 func normalize(c Container) *Container {
 	n := &Container{ID: c.ID, Internal: c.Internal, Name: strings.TrimSuffix(c.Name, "."), Hostname: lowerName(c.Hostname)}
 	byNet := map[string]int{}
@@ -199,8 +198,8 @@ func normalize(c Container) *Container {
 		}
 		e := &n.Endpoints[i]
 		for _, a := range ep.Addrs {
-			if a = a.Unmap(); a.IsValid() && !slices.Contains(e.Addrs, a) {
-				e.Addrs = append(e.Addrs, a.WithZone(""))
+			if a = a.Unmap().WithZone(""); a.IsValid() && !slices.Contains(e.Addrs, a) {
+				e.Addrs = append(e.Addrs, a)
 			}
 		}
 		for _, a := range ep.Aliases {

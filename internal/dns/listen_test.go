@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -15,7 +16,9 @@ import (
 func answers(ip string, port uint16, network string) bool {
 	m := new(dns.Msg)
 	m.SetQuestion("web.", dns.TypeA)
-	c := &dns.Client{Net: network, Timeout: 300 * time.Millisecond,
+	// a removed address refuses at once (ICMP port unreachable, TCP reset),
+	// so the timeout only bounds a slow answer
+	c := &dns.Client{Net: network, Timeout: 2 * time.Second,
 		Dialer: &net.Dialer{LocalAddr: map[string]net.Addr{"udp": &net.UDPAddr{IP: net.ParseIP("127.0.1.2")}, "tcp": &net.TCPAddr{IP: net.ParseIP("127.0.1.2")}}[network]}}
 	r, _, err := c.Exchange(m, net.JoinHostPort(ip, strconv.Itoa(int(port))))
 	return err == nil && len(r.Answer) == 1
@@ -104,13 +107,18 @@ func TestMalformedQueries(t *testing.T) {
 		{"a response", header(9, 0x8000, 1), -1},
 		{"opcode update", header(10, 0x2800, 1), dns.RcodeNotImplemented},
 		{"bad label", append(header(11, 0x0100, 1), 5, 'a', 0, 0, 1, 0, 1), dns.RcodeFormatError},
+		{"oversized", append(header(12, 0x0100, 1), make([]byte, 3000)...), -1},
 	}
 	buf := make([]byte, 512)
 	for _, c := range cases {
 		if _, err := conn.Write(c.pkt); err != nil {
 			t.Fatal(err)
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		wait := 2 * time.Second
+		if c.rcode < 0 {
+			wait = 300 * time.Millisecond // the answer that should not come
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(wait))
 		n, err := conn.Read(buf)
 		switch {
 		case c.rcode < 0 && err == nil:
@@ -146,5 +154,39 @@ func TestPanicIsServfail(t *testing.T) {
 	r := new(dns.Msg)
 	if err := r.Unpack(w.out[0]); err != nil || r.Rcode != dns.RcodeServerFailure || r.Id != m.Id {
 		t.Errorf("got %v (%v), want SERVFAIL with the query's ID", r, err)
+	}
+}
+
+func TestIPv6Client(t *testing.T) {
+	lo6 := netip.MustParseAddr("::1")
+	cs := append(world(netip.AddrPort{}), Container{ID: "six", Name: "six", Endpoints: []Endpoint{{NetworkID: "netA", Addrs: []netip.Addr{lo6}}}})
+	s := New(Options{})
+	defer s.Close()
+	for _, c := range cs {
+		s.SetContainer(c)
+	}
+	var port uint16
+	for range 20 {
+		s.port = uint16(20000 + rand.IntN(40000))
+		if err := s.SetListenAddrs([]netip.Addr{lo6}); err == nil {
+			port = s.port
+			break
+		}
+	}
+	if port == 0 {
+		t.Skip("no IPv6 loopback to listen on")
+	}
+	srv := netip.AddrPortFrom(lo6, port)
+	for _, network := range []string{"udp", "tcp"} {
+		m := new(dns.Msg)
+		m.SetQuestion("web.", dns.TypeA)
+		r, err := exchange(srv, lo6, network, m)
+		if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.1.1" {
+			t.Errorf("%s: web from ::1 (six, on netA): %v, %v", network, r, err)
+		}
+	}
+	r := ask(t, srv, lo6, "six.", dns.TypeAAAA)
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.AAAA).AAAA.String() != "::1" {
+		t.Errorf("six AAAA: %v", r)
 	}
 }

@@ -22,20 +22,34 @@
 //     forwarded over TCP. Upstreams are tried in order within Options.Timeout;
 //     when none answers: SERVFAIL.
 //   - Internal clients get REFUSED at once for anything not local.
-//   - Unknown clients (a source address no container owns, such as a host
-//     process) see no container names and are forwarded to the defaults.
+//   - Unknown clients (a source address no container owns, such as a process
+//     in the host's namespace) see no container: knit names are NXDOMAIN to
+//     them, anything else is forwarded to the default upstreams.
 //   - Malformed queries get FORMERR (or nothing, when even the header is
 //     unreadable); a panic in the handler is answered SERVFAIL.
 //
-// Design notes. Queries never lock: SetContainer and DeleteContainer build a
-// new immutable index (snapshot) and swap it in through an atomic pointer,
-// rebuilding only the tables of the networks the change touches. UDP is read
-// by the server's own loop, not dns.Server's: a query for a local name is
-// answered from its wire form without unpacking it (fastpath.go), with no
-// allocation and no goroutine, and anything else is unpacked and handed to
-// ServeDNS in a goroutine, since forwarding blocks. TCP goes through
-// dns.Server to ServeDNS. The fast path is an optimisation only: for every
-// query it answers, ServeDNS gives the same answer, which the fuzz test checks.
+// Design notes.
+//
+//   - Queries never lock. SetContainer and DeleteContainer build a new
+//     immutable index (snapshot) under a mutex and publish it through an
+//     atomic pointer. A change copies only what it touches: the tables of its
+//     networks and, of the global maps (clients by address, known names), the
+//     shards holding its keys (table.go); so a change costs about the same at
+//     1,000 containers as at 10,000, and the index takes about 1 KiB per
+//     container.
+//   - UDP is read by the server's own loops, not dns.Server's: recvmmsg takes
+//     the queries waiting on the socket in one call, a query for a local name
+//     is answered from its wire form (fastpath.go: no unpacking, no
+//     allocation, no goroutine), and the answers leave in one sendmmsg.
+//     Anything else is unpacked and handed to ServeDNS in a goroutine, since
+//     forwarding blocks. The fast path is an optimisation only: for every
+//     query it answers, ServeDNS gives the same answer, which the fuzz test
+//     checks. TCP goes through dns.Server to ServeDNS.
+//   - Every forwarded UDP query gets a socket of its own, so a random source
+//     port besides its random ID, as a stub resolver's would: a shared socket
+//     would forward faster, but an off-path attacker would then have only the
+//     ID to guess. An upstream that is one of the server's own addresses is
+//     skipped, so a host whose resolv.conf points at a bridge cannot loop.
 package dns
 
 import (
@@ -102,7 +116,12 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // UDP readers and off-path handlers
-	readers  int
+	// readers is the number of reader loops per UDP socket. Reads of one
+	// socket are serialized anyway (the socket's lock, Go's fd lock); a second
+	// loop helps only with cores to spare, sending one batch while another is
+	// read. With one loop per 2 cores, measured on 2 cores, dnsperf plus the
+	// server got about 15 % more answers through than with two.
+	readers int
 
 	mu        sync.Mutex // guards reg and listeners
 	reg       registry
@@ -121,7 +140,7 @@ func New(opts Options) *Server {
 		inflight:  make(chan struct{}, maxInflight),
 		reg:       newRegistry(),
 		listeners: map[netip.Addr]*listener{},
-		readers:   min(runtime.GOMAXPROCS(0), 4),
+		readers:   max(1, min(runtime.GOMAXPROCS(0)/2, 4)),
 	}
 	if s.ttl == 0 || s.ttl > DefaultTTL {
 		s.ttl = DefaultTTL

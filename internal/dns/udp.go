@@ -13,8 +13,8 @@ import (
 // longer datagrams are dropped.
 const pktSize = 2048
 
-// handleUDP takes one datagram from a UDP reader loop (udp_linux.go,
-// udp_other.go). It returns the answer when the fast path has one, appended
+// handleUDP takes one datagram from a UDP reader loop (sock_linux.go,
+// sock_other.go). It returns the answer when the fast path has one, appended
 // to out, for the loop to send; otherwise it answers itself, at once for a
 // malformed query, or from a goroutine running ServeDNS. A panic is logged and
 // the query dropped (the client retries); the loop goes on.

@@ -22,8 +22,12 @@ import (
 )
 
 const (
-	// DefaultRingSize is how many recent events a hub keeps for replay.
-	DefaultRingSize = 10000
+	// DefaultRingSize is how many recent events a hub keeps for replay. Every
+	// watcher in knitd is in-process and starts from a revision it has just
+	// read, so replays are short; the ring only has to cover the events of a
+	// burst. Each event holds a copy of its value (about 1 KiB for a
+	// container), so the ring is a fixed cost of about 2 MiB at most.
+	DefaultRingSize = 2048
 	// DefaultMaxPending is how many undelivered events a watcher may have
 	// before it is dropped. It leaves room for a full replay plus as many
 	// live events.

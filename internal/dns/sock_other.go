@@ -5,6 +5,7 @@ package dns
 import (
 	"errors"
 	"net"
+	"syscall"
 )
 
 // serveUDP is one of the reader loops of a UDP socket, a datagram at a time.
@@ -26,3 +27,6 @@ func (s *Server) serveUDP(l *listener) {
 		}
 	}
 }
+
+// freebind does nothing outside Linux: addresses must exist to be bound.
+func freebind(network, address string, c syscall.RawConn) error { return nil }
