@@ -8,7 +8,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all build demo test test-unit bench clean
+.PHONY: all build demo test test-unit bench bench-attach bench-ports bench-dns clean
 
 all: build
 
@@ -27,8 +27,21 @@ test:
 test-unit:
 	$(GO) test -race -count=1 -short ./...
 
-bench: build
+bench: bench-attach bench-ports bench-dns
+
+# attach latency/rate and memory, beside the reference CNI chain (cnibench)
+bench-attach: build
 	./bench/run.sh
+
+# published ports: one more mapping at 1,000, full sync of 10,000 (the
+# reference portmap plugin's per-ADD time is in results/cnibench.txt)
+bench-ports:
+	mkdir -p results
+	$(GO) test -run '^$$' -bench 'AddOneMappingAt1000|FullSync10000|RestartSync10000' -benchtime 20x ./internal/dataplane/nft/ | tee results/ports.txt
+
+# DNS queries per second and latency beside aardvark-dns and dnsmasq
+bench-dns: build
+	./bench/dns/run.sh
 
 clean:
 	rm -rf $(BIN) results
