@@ -15,6 +15,9 @@ const (
 	DriverNone   = "none"
 )
 
+// RuntimeCNI marks containers attached through knit-cni.
+const RuntimeCNI = "cni"
+
 // Container states.
 const (
 	StateCreated = "created"
@@ -111,6 +114,13 @@ type Container struct {
 	StopGrace time.Duration `json:"stopGrace,omitempty"`
 	// Deleting asks for teardown; the reconciler deletes the record after it.
 	Deleting bool `json:"deleting,omitempty"`
+	// Runtime is "" for containers knit runs itself and "cni" for attachments
+	// made through knit-cni: those have no process of knit's, and their
+	// network namespace (NetNS) belongs to the runtime.
+	Runtime string `json:"runtime,omitempty"`
+	NetNS   string `json:"netns,omitempty"`
+	// CNI identifies a CNI attachment as the runtime knows it.
+	CNI *CNIAttachmentID `json:"cni,omitempty"`
 	// Generation counts spec changes; Status.ObservedGeneration tells which the
 	// kernel state matches.
 	Generation int64           `json:"generation"`

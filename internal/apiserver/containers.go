@@ -123,14 +123,21 @@ func (s *Server) CreateContainer(ctx context.Context, req v1.ContainerCreate) (*
 	if err != nil {
 		return nil, err
 	}
+	return s.waitRunning(ctx, c.Name, rev)
+}
+
+// waitRunning waits until the reconciler has brought the container up (or
+// found it exited already). If the start failed the container is removed
+// again and the error returned: nothing is left behind.
+func (s *Server) waitRunning(ctx context.Context, name string, rev int64) (*v1.Container, error) {
 	var out *v1.Container
-	err = s.waitKey(ctx, state.ContainerKey(c.Name), rev, func(v []byte) (bool, error) {
+	err := s.waitKey(ctx, state.ContainerKey(name), rev, func(v []byte) (bool, error) {
 		if v == nil {
-			return true, v1.Conflictf("container %q was removed while starting", c.Name)
+			return true, v1.Conflictf("container %q was removed while starting", name)
 		}
 		cur, err := state.DecodeContainer(v)
-		if err != nil || cur.ID != c.ID {
-			return err != nil, err
+		if err != nil {
+			return true, err
 		}
 		if cur.Status.ObservedGeneration < cur.Generation || cur.Status.State == v1.StateCreated {
 			return false, nil
@@ -142,9 +149,8 @@ func (s *Server) CreateContainer(ctx context.Context, req v1.ContainerCreate) (*
 		return nil, err
 	}
 	if out.Status.Error != "" {
-		// The start failed: take the container back out so nothing is left.
-		_ = s.removeContainer(ctx, c.Name, true)
-		return nil, v1.Invalidf("container %q: %s", c.Name, out.Status.Error)
+		_ = s.removeContainer(ctx, name, true)
+		return nil, v1.Invalidf("container %q: %s", name, out.Status.Error)
 	}
 	return out, nil
 }

@@ -34,6 +34,9 @@ type HostView interface {
 	HasAddress(ip netip.Addr) bool
 	// Sockets snapshots the host's bound sockets.
 	Sockets() portmap.HostHolder
+	// CheckEndpoint reports whether a container interface and its host veth
+	// are in place (CNI CHECK), as an error naming what is missing.
+	CheckEndpoint(netns, ifName, hostVeth string) error
 }
 
 // Options configure a Server.
@@ -84,6 +87,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/containers/{name}", s.deleteContainer)
 	mux.HandleFunc("POST /v1/containers/{name}/stop", s.stopContainer)
 	mux.HandleFunc("GET /v1/containers/{name}/logs", s.logs)
+	mux.HandleFunc("POST /v1/cni/add", s.cniAdd)
+	mux.HandleFunc("POST /v1/cni/check", s.cniCheck)
+	mux.HandleFunc("POST /v1/cni/del", s.cniDel)
+	mux.HandleFunc("POST /v1/cni/gc", s.cniGC)
+	mux.HandleFunc("GET /v1/cni/status", s.cniStatus)
 	if s.opts.Debug {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -179,6 +179,23 @@ func (h hostView) HasAddress(ip netip.Addr) bool {
 // container's namespace (those threads stay locked to their goroutine).
 func (h hostView) Sockets() portmap.HostHolder { return portmap.HostSockets("/proc/thread-self/net") }
 
+// CheckEndpoint looks, read-only, for the host veth in knitd's namespace and
+// the interface in the container's.
+func (h hostView) CheckEndpoint(nsPath, ifName, hostVeth string) error {
+	if _, err := h.nl.LinkByName(hostVeth); err != nil {
+		return v1.Conflictf("host veth %s of interface %s is missing; DEL and ADD the attachment again", hostVeth, ifName)
+	}
+	ch, err := netns.NetlinkHandle(nsPath)
+	if err != nil {
+		return v1.Conflictf("network namespace %s cannot be opened: %s", nsPath, err)
+	}
+	defer ch.Close()
+	if _, err := ch.LinkByName(ifName); err != nil {
+		return v1.Conflictf("interface %s is missing in %s; DEL and ADD the attachment again", ifName, nsPath)
+	}
+	return nil
+}
+
 func (h hostView) LinkExists(name string) bool {
 	_, err := h.nl.LinkByName(name)
 	return err == nil

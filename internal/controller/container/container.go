@@ -14,8 +14,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/controller/dataplane"
@@ -64,6 +66,7 @@ type Controller struct {
 type appliedEP struct {
 	fingerprint string
 	ep          driver.Endpoint
+	at          time.Time // when the kernel was last made to match
 }
 
 // New makes a controller.
@@ -111,7 +114,7 @@ func (c *Controller) Sync(ctx context.Context, key string, value []byte) error {
 	case ctr.Status.State == v1.StateRunning && exited:
 		return c.finish(ctx, ctr, code)
 	case ctr.Status.State == v1.StateRunning:
-		if _, alive := c.rt.Adopt(ctr.ID); !alive {
+		if !c.alive(ctr) {
 			return c.finish(ctx, ctr, -1)
 		}
 		if ctr.Stopped {
@@ -129,6 +132,17 @@ func (c *Controller) Sync(ctx context.Context, key string, value []byte) error {
 	default: // exited
 		return c.teardown(ctr)
 	}
+}
+
+// alive reports whether the container's process (or, for a CNI attachment,
+// its runtime's namespace) still exists.
+func (c *Controller) alive(ctr *v1.Container) bool {
+	if ctr.Runtime == v1.RuntimeCNI {
+		_, err := os.Stat(ctr.NetNS)
+		return err == nil
+	}
+	_, alive := c.rt.Adopt(ctr.ID)
+	return alive
 }
 
 // stop sends SIGTERM (SIGKILL after the grace period) once, off the worker:

@@ -6,12 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/driver"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
+
+// recheckAfter is how old an endpoint's last check may be before a sync
+// checks it against the kernel again.
+const recheckAfter = 30 * time.Second
 
 // networksOf reads the networks of the container's endpoints.
 func (c *Controller) networksOf(ctx context.Context, ctr *v1.Container) (map[string]*v1.Network, error) {
@@ -51,14 +56,17 @@ func (c *Controller) ensureEndpoints(ctr *v1.Container, nets map[string]*v1.Netw
 		want[spec.HostVeth] = true
 		dep := c.driverEndpoint(ctr, spec, nets[spec.Network], gw[spec.Interface])
 		fp := fingerprint(dep)
-		if a, ok := applied[spec.HostVeth]; ok && a.fingerprint == fp {
+		// A matching endpoint is skipped, unless it was last checked long ago:
+		// then it is ensured again (touching nothing that still matches), so
+		// the periodic resync repairs what was changed behind knit's back.
+		if a, ok := applied[spec.HostVeth]; ok && a.fingerprint == fp && time.Since(a.at) < recheckAfter {
 			continue
 		}
 		if err := c.ensureEndpoint(dep); err != nil {
 			errs = append(errs, fmt.Errorf("interface %s on network %q: %w", spec.Interface, spec.Network, err))
 			continue
 		}
-		c.setApplied(ctr.ID, spec.HostVeth, appliedEP{fingerprint: fp, ep: dep})
+		c.setApplied(ctr.ID, spec.HostVeth, appliedEP{fingerprint: fp, ep: dep, at: time.Now()})
 	}
 	if err := c.opts.Dataplane.SetPorts(ctr.ID, portsFor(ctr, nets)); err != nil {
 		errs = append(errs, fmt.Errorf("published ports: %w", err))
@@ -119,7 +127,7 @@ func (c *Controller) driverEndpoint(ctr *v1.Container, spec *v1.Endpoint, n *v1.
 	if n == nil {
 		n = &v1.Network{Name: spec.Network, ID: spec.NetworkID, Driver: v1.DriverBridge}
 	}
-	return driver.Endpoint{Network: n, Spec: spec, NetNSPath: c.NetNSPath(ctr.ID), Gateways: gws}
+	return driver.Endpoint{Network: n, Spec: spec, NetNSPath: c.nsPathOf(ctr), Gateways: gws}
 }
 
 func fingerprint(ep driver.Endpoint) string {

@@ -31,8 +31,11 @@ func (c *Controller) start(ctx context.Context, ctr *v1.Container) error {
 	if err == nil {
 		err = c.ensureEndpoints(ctr, nets)
 	}
-	pid, alive := c.rt.Adopt(ctr.ID)
-	if err == nil && !alive {
+	pid, alive := 0, false
+	if ctr.Runtime != v1.RuntimeCNI {
+		pid, alive = c.rt.Adopt(ctr.ID)
+	}
+	if err == nil && !alive && ctr.Runtime != v1.RuntimeCNI {
 		pid, err = c.rt.Start(runtime.Spec{
 			ID: ctr.ID, Command: ctr.Command, Hostname: ctr.Hostname, NetNSPath: nsPath,
 			Hosts: hostsFile(ctr, owner), Resolv: c.resolvConf(ctr, owner, nets),
@@ -82,14 +85,19 @@ func (c *Controller) finish(ctx context.Context, ctr *v1.Container, code int) er
 
 // remove kills, tears down and deletes a container marked for deletion.
 func (c *Controller) remove(ctx context.Context, ctr *v1.Container) error {
-	if err := c.rt.Kill(ctr.ID); err != nil {
-		return err
+	own := ctr.Runtime != v1.RuntimeCNI // a CNI runtime's process is not knit's
+	if own {
+		if err := c.rt.Kill(ctr.ID); err != nil {
+			return err
+		}
 	}
 	if err := c.teardown(ctr); err != nil {
 		return err
 	}
-	if err := c.rt.Remove(ctr.ID); err != nil {
-		return err
+	if own {
+		if err := c.rt.Remove(ctr.ID); err != nil {
+			return err
+		}
 	}
 	_, err := c.st.Update(ctx, func(tx store.Tx) error {
 		cur, err := state.GetContainer(tx, ctr.Name)
@@ -163,9 +171,18 @@ func releaseAll(tx store.Tx, cur *v1.Container) error {
 	return nil
 }
 
-// ownNetNS reports whether the container has a namespace of its own.
+// ownNetNS reports whether the container has a namespace of its own that
+// knit made (a CNI runtime's namespace is the runtime's).
 func ownNetNS(ctr *v1.Container) bool {
-	return ctr.NetworkMode == v1.DriverBridge || ctr.NetworkMode == v1.DriverNone
+	return ctr.Runtime != v1.RuntimeCNI && (ctr.NetworkMode == v1.DriverBridge || ctr.NetworkMode == v1.DriverNone)
+}
+
+// nsPathOf is the container's network namespace file.
+func (c *Controller) nsPathOf(ctr *v1.Container) string {
+	if ctr.NetNS != "" {
+		return ctr.NetNS
+	}
+	return c.NetNSPath(ctr.ID)
 }
 
 // netnsFor is the namespace the process runs in — its own, the host's (""),
@@ -173,6 +190,8 @@ func ownNetNS(ctr *v1.Container) bool {
 func (c *Controller) netnsFor(ctx context.Context, ctr *v1.Container) (string, *v1.Container, error) {
 	other, ok := strings.CutPrefix(ctr.NetworkMode, "container:")
 	switch {
+	case ctr.Runtime == v1.RuntimeCNI:
+		return ctr.NetNS, ctr, nil
 	case ownNetNS(ctr):
 		return c.NetNSPath(ctr.ID), ctr, nil
 	case !ok:
