@@ -7,13 +7,14 @@
 // networks bench-a and bench-b, and grows the number of running containers
 // (`sleep 3600` on bench-a, created through the API with -parallel clients)
 // to each of -sizes in turn. At each size it times -samples connects of a
-// running container to bench-b (each followed by an untimed disconnect),
+// running container to bench-b (each followed by a disconnect, timed apart),
 // checks inside the container's namespace after the first one that the
 // interface is up with the address the API answered, and reads knitd's
 // resident memory. At the largest size it also measures attaches per second
 // with -parallel concurrent clients, and the same connect through the CLI
-// (which adds the CLI's process start). -host-sysctl sets kernel settings in
-// the host namespace first, to measure what a change there would bring.
+// (which adds the CLI's process start). For what-if runs, -host-sysctl sets
+// kernel settings in the host namespace first, and -anchor keeps one more
+// container on bench-b so its bridge never loses its last port.
 //
 // Everything it made is removed at the end, also after an error or Ctrl-C:
 // containers (through the API), knitd (SIGTERM), leftover namespace mounts,
@@ -53,6 +54,9 @@ type config struct {
 
 func main() {
 	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "attach:", err)
 		os.Exit(2)
@@ -89,7 +93,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.cliSamples, "cli-samples", 10, "connects through the CLI at the largest size (0: skip)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "write the results as JSON to this file")
 	fs.BoolVar(&cfg.anchor, "anchor", false, "keep one extra container on bench-b throughout, so its bridge\nnever loses carrier between samples (not counted in -sizes)")
-	fs.Func("host-sysctl", "`key=value` to set in the host namespace before knitd starts, such as\nnet.ipv6.conf.default.disable_ipv6=1 (repeat; for what-if runs)", func(s string) error {
+	fs.Func("host-sysctl", "set `key=value` in the host namespace before knitd starts, such as\nnet.ipv6.conf.default.disable_ipv6=1 (repeat; for what-if runs)", func(s string) error {
 		if k, _, ok := strings.Cut(s, "="); !ok || k == "" {
 			return fmt.Errorf("want key=value, got %q", s)
 		}

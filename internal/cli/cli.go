@@ -72,6 +72,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(a.networkCmd())
 	root.AddCommand(a.containerCmds()...)
+	root.AddCommand(a.cniCmd())
 	return root
 }
 

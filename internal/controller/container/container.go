@@ -56,16 +56,18 @@ type Controller struct {
 	Enqueue func(key string)
 
 	mu       sync.Mutex
-	names    map[string]string               // container ID → name
-	exits    map[string]int                  // container ID → exit code not yet recorded
-	applied  map[string]map[string]appliedEP // container ID → host veth → what was applied
+	names    map[string]string      // container ID → name
+	exits    map[string]int         // container ID → exit code not yet recorded
+	applied  map[string][]appliedEP // container ID → its endpoints in place
 	stopping map[string]bool
 	netns    map[string]bool // container IDs whose namespace file is in place
 }
 
+// appliedEP is what the controller remembers of an endpoint it put in
+// place: enough to skip a sync that would change nothing, and to delete it.
 type appliedEP struct {
-	fingerprint string
-	ep          driver.Endpoint
+	hostVeth    string
+	fingerprint [32]byte
 	at          time.Time // when the kernel was last made to match
 }
 
@@ -74,7 +76,7 @@ func New(opts Options) *Controller {
 	return &Controller{
 		opts: opts, st: opts.Store, rt: opts.Runtime, log: opts.Logger,
 		names: map[string]string{}, exits: map[string]int{},
-		applied: map[string]map[string]appliedEP{}, stopping: map[string]bool{}, netns: map[string]bool{},
+		applied: map[string][]appliedEP{}, stopping: map[string]bool{}, netns: map[string]bool{},
 	}
 }
 

@@ -2,10 +2,12 @@ package container
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	v1 "github.com/knit-net/knit/api/v1"
@@ -47,7 +49,7 @@ func (c *Controller) ensureEndpoints(ctr *v1.Container, nets map[string]*v1.Netw
 	}
 	gw := gateways(ctr, nets)
 	c.mu.Lock()
-	applied := c.applied[ctr.ID]
+	applied := slices.Clone(c.applied[ctr.ID])
 	c.mu.Unlock()
 	want := map[string]bool{}
 	var errs []error
@@ -59,31 +61,35 @@ func (c *Controller) ensureEndpoints(ctr *v1.Container, nets map[string]*v1.Netw
 		// A matching endpoint is skipped, unless it was last checked long ago:
 		// then it is ensured again (touching nothing that still matches), so
 		// the periodic resync repairs what was changed behind knit's back.
-		if a, ok := applied[spec.HostVeth]; ok && a.fingerprint == fp && time.Since(a.at) < recheckAfter {
+		if i := findApplied(applied, spec.HostVeth); i >= 0 && applied[i].fingerprint == fp && time.Since(applied[i].at) < recheckAfter {
 			continue
 		}
 		if err := c.ensureEndpoint(dep); err != nil {
 			errs = append(errs, fmt.Errorf("interface %s on network %q: %w", spec.Interface, spec.Network, err))
 			continue
 		}
-		c.setApplied(ctr.ID, spec.HostVeth, appliedEP{fingerprint: fp, ep: dep, at: time.Now()})
+		c.setApplied(ctr.ID, appliedEP{hostVeth: spec.HostVeth, fingerprint: fp, at: time.Now()})
 	}
 	if err := c.opts.Dataplane.SetPorts(ctr.ID, portsFor(ctr, nets)); err != nil {
 		errs = append(errs, fmt.Errorf("published ports: %w", err))
 	}
 	c.opts.DNS.SetContainer(dnsRecord(ctr, nets))
-	for veth, a := range applied {
-		if !want[veth] {
-			if err := c.deleteEndpoint(a); err != nil {
+	for _, a := range applied {
+		if !want[a.hostVeth] {
+			if err := c.deleteEndpoint(a.hostVeth); err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			c.mu.Lock()
-			delete(c.applied[ctr.ID], veth)
+			c.applied[ctr.ID] = slices.DeleteFunc(c.applied[ctr.ID], func(x appliedEP) bool { return x.hostVeth == a.hostVeth })
 			c.mu.Unlock()
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func findApplied(eps []appliedEP, hostVeth string) int {
+	return slices.IndexFunc(eps, func(a appliedEP) bool { return a.hostVeth == hostVeth })
 }
 
 func (c *Controller) ensureEndpoint(ep driver.Endpoint) error {
@@ -97,17 +103,21 @@ func (c *Controller) ensureEndpoint(ep driver.Endpoint) error {
 	return d.EnsureEndpoint(ep)
 }
 
-func (c *Controller) deleteEndpoint(a appliedEP) error {
-	return c.opts.Drivers[v1.DriverBridge].DeleteEndpoint(a.ep)
+// deleteEndpoint removes an endpoint by its host veth: the container end
+// goes with it, so it works without the container's namespace.
+func (c *Controller) deleteEndpoint(hostVeth string) error {
+	return c.opts.Drivers[v1.DriverBridge].DeleteEndpoint(driver.Endpoint{Spec: &v1.Endpoint{HostVeth: hostVeth}})
 }
 
-func (c *Controller) setApplied(id, veth string, a appliedEP) {
+func (c *Controller) setApplied(id string, a appliedEP) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.applied[id] == nil {
-		c.applied[id] = map[string]appliedEP{}
+	eps := c.applied[id]
+	if i := findApplied(eps, a.hostVeth); i >= 0 {
+		eps[i] = a
+		return
 	}
-	c.applied[id][veth] = a
+	c.applied[id] = append(eps, a)
 }
 
 // Applied reports the host veths this controller has in place, for pruning.
@@ -116,8 +126,8 @@ func (c *Controller) Applied() map[string]bool {
 	defer c.mu.Unlock()
 	m := map[string]bool{}
 	for _, eps := range c.applied {
-		for veth := range eps {
-			m[veth] = true
+		for _, a := range eps {
+			m[a.hostVeth] = true
 		}
 	}
 	return m
@@ -130,14 +140,16 @@ func (c *Controller) driverEndpoint(ctr *v1.Container, spec *v1.Endpoint, n *v1.
 	return driver.Endpoint{Network: n, Spec: spec, NetNSPath: c.nsPathOf(ctr), Gateways: gws}
 }
 
-func fingerprint(ep driver.Endpoint) string {
+// fingerprint summarises what an endpoint was ensured with; a hash keeps the
+// per-endpoint memory small.
+func fingerprint(ep driver.Endpoint) [32]byte {
 	b, _ := json.Marshal(struct {
 		Net  string
 		MTU  int
 		Spec *v1.Endpoint
 		GW   []netip.Addr
 	}{ep.Network.Bridge, ep.Network.MTU, ep.Spec, ep.Gateways})
-	return string(b)
+	return sha256.Sum256(b)
 }
 
 // gateways picks, per family, the first endpoint on a non-internal network to

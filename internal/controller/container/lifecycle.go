@@ -133,15 +133,12 @@ func (c *Controller) teardown(ctr *v1.Container) error {
 	applied := c.applied[ctr.ID]
 	delete(c.applied, ctr.ID)
 	c.mu.Unlock()
-	done := map[string]bool{}
-	for veth, a := range applied {
-		done[veth] = true
-		errs = append(errs, c.deleteEndpoint(a))
+	for _, a := range applied {
+		errs = append(errs, c.deleteEndpoint(a.hostVeth))
 	}
-	for i := range ctr.Endpoints {
-		ep := &ctr.Endpoints[i]
-		if !done[ep.HostVeth] {
-			errs = append(errs, c.deleteEndpoint(appliedEP{ep: c.driverEndpoint(ctr, ep, nil, nil)}))
+	for _, ep := range ctr.Endpoints {
+		if findApplied(applied, ep.HostVeth) < 0 {
+			errs = append(errs, c.deleteEndpoint(ep.HostVeth))
 		}
 	}
 	if ownNetNS(ctr) {

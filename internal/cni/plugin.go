@@ -1,0 +1,191 @@
+// Package cni is knit's CNI plugin (knit-cni): a thin client that turns the
+// runtime's ADD, CHECK, DEL, GC and STATUS into calls to knitd's /v1/cni API
+// and knitd's answers into the spec's results and errors. knitd does the
+// work: it records the attachment as a container of its own, allocates the
+// address in the same store transaction, creates the veth in its own
+// namespace and moves the container end into CNI_NETNS by path. The plugin
+// keeps no state, so DEL works without a netns or a cached result.
+//
+// The binary is exec'd once per call, so this package stays small: no
+// net/http (a tiny HTTP/1.0 client over the unix socket), no cobra, only the
+// CNI library's skel, types and version.
+package cni
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	v1 "github.com/knit-net/knit/api/v1"
+)
+
+// About is printed when the plugin is run by hand.
+const About = "knit-cni: CNI plugin for knit networks (talks to knitd; see knit cni install)"
+
+// Versions are the spec versions the plugin speaks; results are built as
+// 1.1.0 and converted down.
+var Versions = version.All
+
+// Plugin holds the verbs; Stdout is where ADD and CHECK results go.
+type Plugin struct {
+	Stdout io.Writer
+	// newClient makes the knitd client for a configuration (tests swap it).
+	newClient func(conf *NetConf) *client
+}
+
+// New returns the plugin writing results to stdout.
+func New() *Plugin {
+	return &Plugin{Stdout: os.Stdout, newClient: func(conf *NetConf) *client { return &client{socket: conf.Socket} }}
+}
+
+// Funcs returns the verbs for skel.
+func (p *Plugin) Funcs() skel.CNIFuncs {
+	return skel.CNIFuncs{Add: p.Add, Check: p.Check, Del: p.Del, GC: p.GC, Status: p.Status}
+}
+
+// Main runs the plugin: skel reads the environment and stdin, checks the
+// version, calls the verb and prints any error as the spec's JSON.
+func Main() {
+	skel.PluginMainFuncs(New().Funcs(), Versions, About)
+}
+
+// Add attaches the container to the knit network and prints the result.
+func (p *Plugin) Add(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if err := checkNetNS(args.Netns); err != nil {
+		return err
+	}
+	req, err := attachment(conf, args)
+	if err != nil {
+		return err
+	}
+	var res v1.CNIResult
+	if err := p.newClient(conf).do("POST", "/v1/cni/add", req, &res); err != nil {
+		return toCNIError(verbAdd, err)
+	}
+	out, err := buildResult(conf.CNIVersion, &res, conf.PrevResult)
+	if err != nil {
+		return err
+	}
+	return p.print(out, conf.CNIVersion)
+}
+
+// Check asks knitd whether its record and the kernel still match, then
+// compares knitd's answer with the runtime's prevResult.
+func (p *Plugin) Check(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if err := checkNetNS(args.Netns); err != nil {
+		return err
+	}
+	req, err := attachment(conf, args)
+	if err != nil {
+		return err
+	}
+	var res v1.CNIResult
+	if err := p.newClient(conf).do("POST", "/v1/cni/check", req, &res); err != nil {
+		return toCNIError(verbCheck, err)
+	}
+	if conf.PrevResult != nil {
+		return checkPrevResult(conf.PrevResult, &res)
+	}
+	return nil
+}
+
+// Del removes the attachment. It tears down from knitd's state, so an
+// empty or stale CNI_NETNS is fine, and an attachment knitd does not know
+// is already gone: success, as the spec asks.
+func (p *Plugin) Del(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	req := v1.CNIAttach{ContainerID: args.ContainerID, NetNS: args.Netns, IfName: args.IfName, Network: conf.Network}
+	err = p.newClient(conf).do("POST", "/v1/cni/del", req, nil)
+	var api *v1.Error
+	if err == nil || (errors.As(err, &api) && api.Code == v1.CodeNotFound && !noRoute(api)) {
+		return nil
+	}
+	return toCNIError(verbDel, err)
+}
+
+// GC removes every attachment on the network that is not in the runtime's
+// cni.dev/valid-attachments.
+func (p *Plugin) GC(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	req := v1.CNIGC{Network: conf.Network, Valid: []v1.CNIAttachmentID{}}
+	for _, a := range conf.ValidAttachments {
+		req.Valid = append(req.Valid, v1.CNIAttachmentID{ContainerID: a.ContainerID, IfName: a.IfName})
+	}
+	var removed []string
+	err = p.newClient(conf).do("POST", "/v1/cni/gc", req, &removed)
+	var api *v1.Error
+	if err == nil || (errors.As(err, &api) && api.Code == v1.CodeNotFound && !noRoute(api)) {
+		return nil // no such network: nothing on it to collect
+	}
+	return toCNIError(verbGC, err)
+}
+
+// Status succeeds when knitd is ready and the network exists, so that an
+// ADD can be served; otherwise it answers 50 (plugin not available).
+func (p *Plugin) Status(args *skel.CmdArgs) error {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return err
+	}
+	c := p.newClient(conf)
+	if err := c.do("GET", "/v1/cni/status", nil, nil); err != nil {
+		e := toCNIError(verbStatus, err)
+		if e.Code != types.ErrPluginNotAvailable {
+			e = types.NewError(types.ErrPluginNotAvailable, e.Msg, e.Details)
+		}
+		return e
+	}
+	var n v1.Network
+	if err := c.do("GET", "/v1/networks/"+conf.Network, nil, &n); err != nil {
+		e := toCNIError(verbStatus, err)
+		return types.NewError(types.ErrPluginNotAvailable, e.Msg, e.Details)
+	}
+	return nil
+}
+
+func (p *Plugin) print(res types.Result, cniVersion string) error {
+	out, err := res.GetAsVersion(cniVersion)
+	if err != nil {
+		return types.NewError(types.ErrIncompatibleCNIVersion, fmt.Sprintf("cannot express the result as cniVersion %s", cniVersion), err.Error())
+	}
+	if err := out.PrintTo(p.Stdout); err != nil {
+		return types.NewError(types.ErrIOFailure, "cannot write the result", err.Error())
+	}
+	return nil
+}
+
+// checkNetNS refuses a CNI_NETNS that is not a network namespace before
+// knitd is asked, so the runtime learns which variable is wrong.
+func checkNetNS(path string) error {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(path, &fs); err != nil {
+		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %q: %s", path, err),
+			"CNI_NETNS must be the path of the container's network namespace (such as /run/netns/NAME or /proc/PID/ns/net)")
+	}
+	const nsfsMagic = 0x6e736673
+	if fs.Type != nsfsMagic {
+		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %q is not a network namespace", path),
+			"CNI_NETNS must be the path of the container's network namespace (such as /run/netns/NAME or /proc/PID/ns/net)")
+	}
+	return nil
+}

@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// podman is podman 4.3 with the CNI backend, configured entirely through
+// its own flags and a containers.conf of the test's (CONTAINERS_CONF), with
+// storage, run state and network configs in temporary directories: the
+// machine's configuration is not touched.
+type podman struct {
+	t      *testing.T
+	env    []string
+	global []string
+	rootfs string
+}
+
+func newPodman(t *testing.T, pluginDir, confDir string) *podman {
+	t.Helper()
+	requireTools(t, "podman runc", "podman", "runc", "conmon")
+	keepTidy(t, "/var/lib/cni", "/run/runc", "/run/libpod", "/run/containers")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "containers.conf")
+	must(t, os.WriteFile(conf, []byte(fmt.Sprintf(`[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=1000:1000"]
+[network]
+network_backend = "cni"
+cni_plugin_dirs = [%q]
+network_config_dir = %q
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "none"
+`, pluginDir, confDir)), 0o644))
+	p := &podman{
+		t: t,
+		// GORACE reaches knit-cni through podman's environment: a race-built
+		// plugin would otherwise sleep a second at every exit.
+		env:    []string{"CONTAINERS_CONF=" + conf, "GORACE=atexit_sleep_ms=0"},
+		global: []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--tmpdir", filepath.Join(dir, "tmp")},
+		rootfs: busyboxRootfs(t),
+	}
+	t.Cleanup(func() { _, _ = p.try("rm", "-a", "-f", "-t", "0") })
+	return p
+}
+
+func (p *podman) try(args ...string) (string, error) {
+	return runTool(p.env, 60*time.Second, "podman", append(p.global, args...)...)
+}
+
+func (p *podman) run(args ...string) string {
+	p.t.Helper()
+	out, err := p.try(args...)
+	must(p.t, err)
+	return out
+}
+
+// TestCNIPodman runs two busybox containers with podman on a knit network
+// installed by knit cni install: they resolve and reach each other by name
+// through knit's resolver, -p publishes a port reachable from outside the
+// host, and podman rm -f leaves no knit container behind.
+func TestCNIPodman(t *testing.T) {
+	h := newHost(t)
+	knitCNI(t) // knit cni install copies knit-cni from next to knit
+	h.knit("network", "create", "kpod")
+	dir := t.TempDir()
+	binDir, confDir, manifests := filepath.Join(dir, "bin"), filepath.Join(dir, "net.d"), filepath.Join(dir, "manifests")
+	h.knit("cni", "install", "--network", "kpod", "--name", "kt-knit", "--bin-dir", binDir, "--conf-dir", confDir, "--manifest-dir", manifests)
+	p := newPodman(t, binDir, confDir)
+
+	if out := p.run("network", "ls", "--format", "{{.Name}} {{.Driver}}"); !strings.Contains(out, "kt-knit knit") {
+		t.Fatalf("podman network ls does not list the installed conflist:\n%s", out)
+	}
+	p.run("run", "-d", "--name", "web", "--network", "kt-knit", "-p", "18082:8080", "--rootfs", p.rootfs,
+		"/bin/sh", "-c", "echo hello from web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
+	if got := h.cniContainers(); len(got) != 1 || !containsValue(got, "web") {
+		t.Fatalf("knit ps after podman run: CNI containers %v, want web", got)
+	}
+	webIP := h.ip("web", "kpod")
+
+	// The other container finds web by name (podman's resolv.conf lists the
+	// result's DNS server, knit's resolver) and fetches from it.
+	var out string
+	var err error
+	ok := waitFor(10*time.Second, func() bool {
+		out, err = p.try("run", "--rm", "--name", "client", "--network", "kt-knit", "--rootfs", p.rootfs,
+			"/bin/sh", "-c", "cat /etc/resolv.conf; nslookup web; timeout 3 wget -q -O - http://web:8080/index.html")
+		return err == nil && strings.Contains(out, "hello from web")
+	})
+	if !ok {
+		t.Fatalf("client -> web by name: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Address: "+webIP) {
+		t.Errorf("client resolved web to something other than %s:\n%s", webIP, out)
+	}
+
+	// -p 18082:8080 from the outside namespace, at the host's uplink address.
+	var got string
+	h.Outside.Do(t, func() {
+		c, err := net.DialTimeout("tcp", h.UplinkIP+":18082", 2*time.Second)
+		if err != nil {
+			got = err.Error()
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(c, "GET /index.html HTTP/1.0\r\n\r\n")
+		b := make([]byte, 512)
+		n, _ := c.Read(b)
+		for n > 0 && !strings.Contains(string(b[:n]), "hello from web") {
+			m, err := c.Read(b[n:])
+			if err != nil {
+				break
+			}
+			n += m
+		}
+		got = string(b[:n])
+	})
+	if !strings.Contains(got, "hello from web") {
+		t.Errorf("outside -> %s:18082: %q", h.UplinkIP, got)
+	}
+
+	// podman rm -f: DEL, and knit forgets the container and its veth.
+	p.run("rm", "-f", "-t", "0", "web")
+	if got := h.cniContainers(); len(got) != 0 {
+		t.Errorf("knit ps after podman rm -f: %v", got)
+	}
+	if v := h.knitVeths(); len(v) != 0 {
+		t.Errorf("veths left after podman rm -f: %v", v)
+	}
+	out = h.knit("cni", "uninstall", "--name", "kt-knit", "--manifest-dir", manifests)
+	// Only podman's own lock file is left in the conf dir.
+	if files := filesUnder(dir); len(files) != 1 || files[0] != filepath.Join(confDir, "cni.lock") {
+		t.Errorf("knit cni uninstall left %v (it said:\n%s)", files, out)
+	}
+}
+
+func containsValue(m map[string]string, v string) bool {
+	for _, x := range m {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
