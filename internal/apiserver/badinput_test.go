@@ -18,10 +18,10 @@ import (
 
 type fakeHost struct{ routes []netip.Prefix }
 
-func (f fakeHost) Routes() []netip.Prefix        { return f.routes }
-func (f fakeHost) LinkExists(name string) bool   { return name == "eth0" }
+func (f fakeHost) Routes() []netip.Prefix             { return f.routes }
+func (f fakeHost) LinkExists(name string) bool        { return name == "eth0" }
 func (f fakeHost) CheckEndpoint(_, _, _ string) error { return nil }
-func (f fakeHost) HasAddress(ip netip.Addr) bool { return ip == netip.MustParseAddr("192.0.2.1") }
+func (f fakeHost) HasAddress(ip netip.Addr) bool      { return ip == netip.MustParseAddr("192.0.2.1") }
 func (f fakeHost) Sockets() portmap.HostHolder {
 	return func(proto string, _ netip.Addr, port uint16) string {
 		if proto == "tcp" && port == 22 {

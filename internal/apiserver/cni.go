@@ -75,11 +75,7 @@ func (s *Server) cniAdd(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.waitCtx(r, 0)
 	defer cancel()
 	res, err := s.CNIAdd(ctx, req)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	reply(w, http.StatusOK, res, err)
 }
 
 // CNIAdd records the attachment, waits until its interface is up in the
@@ -186,11 +182,7 @@ func (s *Server) newCNIContainer(tx store.Tx, req *v1.CNIAttach, id string, sock
 // cniResult describes an attachment as the plugin's result needs it.
 func (s *Server) cniResult(ctx context.Context, c *v1.Container) (*v1.CNIResult, error) {
 	ep := c.Endpoints[0]
-	var n *v1.Network
-	err := s.st.View(ctx, func(tx store.Tx) (err error) {
-		n, err = state.GetNetwork(tx, ep.Network)
-		return err
-	})
+	n, err := read(ctx, s.st, func(tx store.Tx) (*v1.Network, error) { return state.GetNetwork(tx, ep.Network) })
 	if err != nil || n == nil {
 		return nil, fmt.Errorf("network %q of %s: %w", ep.Network, c.Name, err)
 	}
@@ -289,11 +281,7 @@ func (s *Server) cniCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.cniResult(r.Context(), c)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	reply(w, http.StatusOK, res, err)
 }
 
 func (s *Server) cniGC(w http.ResponseWriter, r *http.Request) {
@@ -306,11 +294,7 @@ func (s *Server) cniGC(w http.ResponseWriter, r *http.Request) {
 	for _, a := range req.Valid {
 		valid[a] = true
 	}
-	var cs []v1.Container
-	err := s.st.View(r.Context(), func(tx store.Tx) (err error) {
-		cs, err = state.ListContainers(tx)
-		return err
-	})
+	cs, err := read(r.Context(), s.st, state.ListContainers)
 	if err != nil {
 		writeErr(w, err)
 		return

@@ -21,33 +21,17 @@ func notFoundContainer(name string) error {
 }
 
 func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) {
-	var cs []v1.Container
-	err := s.st.View(r.Context(), func(tx store.Tx) (err error) {
-		cs, err = state.ListContainers(tx)
-		return err
-	})
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, cs)
+	cs, err := read(r.Context(), s.st, state.ListContainers)
+	reply(w, http.StatusOK, cs, err)
 }
 
 func (s *Server) getContainer(w http.ResponseWriter, r *http.Request) {
 	c, err := s.container(r.Context(), r.PathValue("name"))
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, c)
+	reply(w, http.StatusOK, c, err)
 }
 
 func (s *Server) container(ctx context.Context, name string) (*v1.Container, error) {
-	var c *v1.Container
-	err := s.st.View(ctx, func(tx store.Tx) (err error) {
-		c, err = state.GetContainer(tx, name)
-		return err
-	})
+	c, err := read(ctx, s.st, func(tx store.Tx) (*v1.Container, error) { return state.GetContainer(tx, name) })
 	if err == nil && c == nil {
 		err = notFoundContainer(name)
 	}
@@ -63,11 +47,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.waitCtx(r, 0)
 	defer cancel()
 	c, err := s.CreateContainer(ctx, req)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, c)
+	reply(w, http.StatusCreated, c, err)
 }
 
 // CreateContainer stores the container with its addresses allocated, then

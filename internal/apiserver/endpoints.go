@@ -80,11 +80,7 @@ func (s *Server) changeEndpoint(w http.ResponseWriter, r *http.Request, add bool
 	ctx, cancel := s.waitCtx(r, 0)
 	defer cancel()
 	c, err := s.ChangeEndpoint(ctx, r.PathValue("name"), req, add)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, c)
+	reply(w, http.StatusOK, c, err)
 }
 
 // ChangeEndpoint connects (add) or disconnects a container and waits until

@@ -23,33 +23,17 @@ func predefined(name string) bool {
 func BridgeName(id string) string { return "kn-" + id[:8] }
 
 func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request) {
-	var nets []v1.Network
-	err := s.st.View(r.Context(), func(tx store.Tx) (err error) {
-		nets, err = state.ListNetworks(tx)
-		return err
-	})
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, nets)
+	nets, err := read(r.Context(), s.st, state.ListNetworks)
+	reply(w, http.StatusOK, nets, err)
 }
 
 func (s *Server) getNetwork(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	var n *v1.Network
-	err := s.st.View(r.Context(), func(tx store.Tx) (err error) {
-		n, err = state.GetNetwork(tx, name)
-		return err
-	})
+	n, err := read(r.Context(), s.st, func(tx store.Tx) (*v1.Network, error) { return state.GetNetwork(tx, name) })
 	if err == nil && n == nil {
 		err = v1.NotFoundf("network %q not found; see knit network ls", name)
 	}
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, n)
+	reply(w, http.StatusOK, n, err)
 }
 
 func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request) {
@@ -59,11 +43,7 @@ func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, err := s.CreateNetwork(r.Context(), req)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, n)
+	reply(w, http.StatusCreated, n, err)
 }
 
 // CreateNetwork validates req against the request itself, the other networks
@@ -213,11 +193,7 @@ func attached(tx store.Tx, network string) ([]string, error) {
 func (s *Server) pruneNetworks(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.waitCtx(r, 0)
 	defer cancel()
-	var nets []v1.Network
-	err := s.st.View(ctx, func(tx store.Tx) (err error) {
-		nets, err = state.ListNetworks(tx)
-		return err
-	})
+	nets, err := read(ctx, s.st, state.ListNetworks)
 	if err != nil {
 		writeErr(w, err)
 		return

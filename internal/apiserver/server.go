@@ -116,6 +116,25 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
+// read runs fn in a read-only transaction and returns what it found.
+func read[T any](ctx context.Context, st store.Store, fn func(store.Tx) (T, error)) (T, error) {
+	var v T
+	err := st.View(ctx, func(tx store.Tx) (err error) {
+		v, err = fn(tx)
+		return err
+	})
+	return v, err
+}
+
+// reply writes v with the status, or the error.
+func reply(w http.ResponseWriter, status int, v any, err error) {
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

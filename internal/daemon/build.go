@@ -23,8 +23,6 @@ import (
 	"github.com/knit-net/knit/internal/dns"
 	"github.com/knit-net/knit/internal/driver"
 	"github.com/knit-net/knit/internal/driver/bridge"
-	"github.com/knit-net/knit/internal/driver/host"
-	"github.com/knit-net/knit/internal/driver/none"
 	"github.com/knit-net/knit/internal/netns"
 	"github.com/knit-net/knit/internal/reconcile"
 	"github.com/knit-net/knit/internal/runtime"
@@ -78,8 +76,8 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 	d.dp = dataplane.New(d.nft, cfg.Logger)
 	drivers := map[string]driver.Driver{
 		"bridge": bridge.New(bridge.Options{Handle: d.hostNL, Logger: cfg.Logger}),
-		"host":   host.New(),
-		"none":   none.New(),
+		"host":   driver.Passive{},
+		"none":   driver.Passive{},
 	}
 	d.nets = network.New(d.st, drivers, d.dp, cfg.Logger)
 	d.dns = dns.New(dns.Options{Port: cfg.DNSPort, Upstreams: hostUpstreams(cfg.HostResolvConf), Logger: cfg.Logger})

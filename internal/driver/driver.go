@@ -40,3 +40,23 @@ type Driver interface {
 	// container side). Gone already is nil.
 	DeleteEndpoint(ep Endpoint) error
 }
+
+// Passive drives networks with no host side of their own: "host" (the
+// container shares the host's namespace) and "none" (the container's own
+// namespace has only loopback, which internal/netns brings up). Every method
+// succeeds without touching the kernel.
+type Passive struct{}
+
+var _ Driver = Passive{}
+
+// EnsureNetwork does nothing.
+func (Passive) EnsureNetwork(*v1.Network) error { return nil }
+
+// DeleteNetwork does nothing.
+func (Passive) DeleteNetwork(*v1.Network) error { return nil }
+
+// EnsureEndpoint does nothing.
+func (Passive) EnsureEndpoint(Endpoint) error { return nil }
+
+// DeleteEndpoint does nothing.
+func (Passive) DeleteEndpoint(Endpoint) error { return nil }
