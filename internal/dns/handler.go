@@ -154,11 +154,7 @@ func (s *Server) rotation(n int) int {
 func count(sets []rrset, v6 bool) int {
 	n := 0
 	for _, rs := range sets {
-		if v6 {
-			n += len(rs.v6)
-		} else {
-			n += len(rs.v4)
-		}
+		n += rs.count(v6)
 	}
 	return n
 }
@@ -166,10 +162,10 @@ func count(sets []rrset, v6 bool) int {
 // nth4 is the i-th IPv4 address of sets, counted across them.
 func nth4(sets []rrset, i int) [4]byte {
 	for _, rs := range sets {
-		if i < len(rs.v4) {
-			return rs.v4[i]
+		if v4 := rs.v4(); 4*i < len(v4) {
+			return [4]byte(v4[4*i:])
 		}
-		i -= len(rs.v4)
+		i -= int(rs.n4)
 	}
 	panic("dns: address index out of range")
 }
@@ -177,10 +173,10 @@ func nth4(sets []rrset, i int) [4]byte {
 // nth16 is the i-th IPv6 address of sets, counted across them.
 func nth16(sets []rrset, i int) [16]byte {
 	for _, rs := range sets {
-		if i < len(rs.v6) {
-			return rs.v6[i]
+		if v6 := rs.v6(); 16*i < len(v6) {
+			return [16]byte(v6[16*i:])
 		}
-		i -= len(rs.v6)
+		i -= len(rs.v6()) / 16
 	}
 	panic("dns: address index out of range")
 }

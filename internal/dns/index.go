@@ -33,18 +33,19 @@ type Container struct {
 
 // snapshot is the immutable index queries read through Server.snap. Every
 // SetContainer or DeleteContainer builds a new one (copy on write) and swaps
-// it in, so queries never lock. What a change does not touch is shared with
-// the previous snapshot: the tables of other networks, and the shards of the
-// two global maps (see table.go) that hold none of its keys.
+// it in, so queries never lock. A change copies only the tables of the
+// networks where the container's entries differ, and of those tables and the
+// global maps only the shards holding keys it writes (smap.go); the rest is
+// shared with the previous snapshot.
 type snapshot struct {
 	// clients maps every address of every container to its view.
-	clients [shardCount]map[netip.Addr]*client
-	// nets holds one table per network, by the index in registry.netIdx;
-	// freed slots are nil.
+	clients smap[netip.Addr, *client]
+	// nets holds one table per network, by the index in registry.nets; freed
+	// slots are nil.
 	nets []*netTable
 	// known counts, per lowercased name, the containers that have it on any
 	// network: a known name no network of the client has is NXDOMAIN.
-	known [shardCount]map[string]int32
+	known smap[string, int32]
 }
 
 // client is what a query's source address tells: the querying container's
@@ -56,6 +57,10 @@ type client struct {
 	internal  bool
 }
 
+func (cl *client) equal(o *client) bool {
+	return cl.id == o.id && cl.internal == o.internal && slices.Equal(cl.nets, o.nets) && slices.Equal(cl.upstreams, o.upstreams)
+}
+
 // unknownClient is the view of a source address no container owns: it sees no
 // container names and forwards to the default upstreams.
 var unknownClient = &client{}
@@ -63,14 +68,16 @@ var unknownClient = &client{}
 // registry is the mutable source the snapshots are built from; Server.mu
 // guards it.
 type registry struct {
-	containers map[string]*Container      // normalized copies, by ID
-	members    map[string]map[string]bool // network ID -> container IDs
-	netIdx     map[string]int32           // network ID -> index in snapshot.nets
-	free       []int32                    // unused indices of snapshot.nets
+	containers map[string]*Container // normalized copies, by ID
+	nets       map[string]*netSlot   // by network ID
+	free       []int32               // unused indices of snapshot.nets
 }
 
+// netSlot is a network's index in snapshot.nets and its number of containers.
+type netSlot struct{ idx, members int32 }
+
 func newRegistry() registry {
-	return registry{containers: map[string]*Container{}, members: map[string]map[string]bool{}, netIdx: map[string]int32{}}
+	return registry{containers: map[string]*Container{}, nets: map[string]*netSlot{}}
 }
 
 // SetContainer adds the container or replaces the one with its ID. The next
@@ -100,86 +107,21 @@ func (s *Server) DeleteContainer(id string) {
 	}
 }
 
-// applyLocked replaces old (nil: none) by c (nil: delete) in the registry and
-// publishes a new snapshot. Only the tables of the networks of old and c are
-// copied and changed; the others are shared with the current snapshot.
-func (s *Server) applyLocked(old, c *Container) {
-	reg := &s.reg
-	cur := s.snap.Load()
-	e := &edit{next: &snapshot{clients: cur.clients, nets: slices.Clone(cur.nets), known: cur.known}}
-	tables := map[string]*netTable{} // the copies this change writes to
-	table := func(netID string) *netTable {
-		t := tables[netID]
-		if t == nil {
-			idx := reg.index(netID, e.next)
-			t = e.next.nets[idx].clone()
-			tables[netID], e.next.nets[idx] = t, t
-		}
-		return t
+// slot returns the network's slot, taking a free index of next.nets (or a
+// new one) for a network seen for the first time.
+func (reg *registry) slot(netID string, next *snapshot) *netSlot {
+	if sl := reg.nets[netID]; sl != nil {
+		return sl
 	}
-	if old != nil {
-		for _, ep := range old.Endpoints {
-			table(ep.NetworkID).remove(old, ep)
-			delete(reg.members[ep.NetworkID], old.ID)
-			for _, a := range ep.Addrs {
-				if cl := e.next.client(a); cl.id == old.ID {
-					delete(e.clients(a), a)
-				}
-			}
-		}
-		for _, name := range allNames(old) {
-			known := e.known(name)
-			if known[name]--; known[name] <= 0 {
-				delete(known, name)
-			}
-		}
-		delete(reg.containers, old.ID)
-	}
-	if c != nil {
-		reg.containers[c.ID] = c
-		cl := &client{id: c.ID, upstreams: c.Upstreams, internal: c.Internal}
-		for _, ep := range c.Endpoints {
-			table(ep.NetworkID).add(c, ep)
-			if reg.members[ep.NetworkID] == nil {
-				reg.members[ep.NetworkID] = map[string]bool{}
-			}
-			reg.members[ep.NetworkID][c.ID] = true
-			cl.nets = append(cl.nets, reg.netIdx[ep.NetworkID])
-			for _, a := range ep.Addrs {
-				e.clients(a)[a] = cl
-			}
-		}
-		for _, name := range allNames(c) {
-			e.known(name)[name]++
-		}
-	}
-	for netID := range tables {
-		if len(reg.members[netID]) == 0 { // the last container left: free the slot
-			idx := reg.netIdx[netID]
-			delete(reg.members, netID)
-			delete(reg.netIdx, netID)
-			reg.free = append(reg.free, idx)
-			e.next.nets[idx] = nil
-		}
-	}
-	s.snap.Store(e.next)
-}
-
-// index returns the network's slot in next.nets, taking a free one (or a new
-// one) for a network seen for the first time.
-func (reg *registry) index(netID string, next *snapshot) int32 {
-	if idx, ok := reg.netIdx[netID]; ok {
-		return idx
-	}
-	var idx int32
+	sl := &netSlot{}
 	if n := len(reg.free); n > 0 {
-		idx, reg.free = reg.free[n-1], reg.free[:n-1]
+		sl.idx, reg.free = reg.free[n-1], reg.free[:n-1]
 	} else {
-		idx = int32(len(next.nets))
+		sl.idx = int32(len(next.nets))
 		next.nets = append(next.nets, nil)
 	}
-	reg.netIdx[netID] = idx
-	return idx
+	reg.nets[netID] = sl
+	return sl
 }
 
 // normalize returns a private copy of c: names without a trailing dot and,
@@ -232,19 +174,29 @@ func ptrName(c *Container) string {
 	return name + "."
 }
 
-// allNames is every name c answers to on some network, lowercased, each once.
-func allNames(c *Container) []string {
-	names := []string{lowerName(c.Name), c.Hostname}
-	for _, ep := range c.Endpoints {
-		names = append(names, ep.Aliases...)
+// entries returns what c (nil: none) enters in the index: for each of its
+// endpoints, in order, its view of the endpoint's network; and every name it
+// has on some network, lowercased, each once. Name is lowercased once, so
+// every key for it shares one string.
+func entries(c *Container) ([]view, []string) {
+	if c == nil {
+		return nil, nil
 	}
-	return dedupe(names)
+	base := []string{lowerName(c.Name), c.Hostname}
+	views := make([]view, len(c.Endpoints))
+	all := base
+	ptr := ptrName(c)
+	for i, ep := range c.Endpoints {
+		views[i] = view{names: dedupe(append(slices.Clip(base), ep.Aliases...)), addrs: ep.Addrs, ptr: ptr}
+		all = append(all, ep.Aliases...)
+	}
+	return views, dedupe(all)
 }
 
 // dedupe lowercases names (already lowercase ones are not copied) and drops
 // empty and repeated ones, keeping the first of each.
 func dedupe(names []string) []string {
-	out := names[:0:0]
+	out := make([]string, 0, len(names))
 	for _, n := range names {
 		if n = lowerName(n); n != "" && !slices.Contains(out, n) {
 			out = append(out, n)

@@ -25,7 +25,7 @@ const maxNameLen = 253
 // client returns the view of the container owning address a, or the unknown
 // client's.
 func (sn *snapshot) client(a netip.Addr) *client {
-	if cl := sn.clients[addrShard(a)][a]; cl != nil {
+	if cl, _ := sn.clients.get(a, addrHash(a)); cl != nil {
 		return cl
 	}
 	return unknownClient
@@ -35,13 +35,13 @@ func (sn *snapshot) client(a netip.Addr) *client {
 // dot) on the client's networks, one per network that has it. It allocates
 // nothing while sets has room; the map index with string(name) does not copy.
 func (sn *snapshot) matchName(cl *client, name []byte, sets []rrset) ([]rrset, kind) {
-	found := false
+	found, h := false, nameHash(name)
 	for _, i := range cl.nets {
 		t := sn.nets[i]
 		if t == nil {
 			continue
 		}
-		if rs, ok := t.names[string(name)]; ok {
+		if rs, ok := t.names.shard(h)[string(name)]; ok {
 			sets = append(sets, rs)
 			found = true
 		}
@@ -49,7 +49,7 @@ func (sn *snapshot) matchName(cl *client, name []byte, sets []rrset) ([]rrset, k
 	switch {
 	case found:
 		return sets, local
-	case sn.known[nameShard(name)][string(name)] > 0:
+	case sn.known.shard(h)[string(name)] > 0:
 		return sets, nxDomain
 	}
 	return sets, notLocal
@@ -59,9 +59,10 @@ func (sn *snapshot) matchName(cl *client, name []byte, sets []rrset) ([]rrset, k
 // it. An address of a container on none of the client's networks is nxDomain;
 // any other address is notLocal.
 func (sn *snapshot) matchPTR(cl *client, a netip.Addr) (string, kind) {
+	h := addrHash(a)
 	for _, i := range cl.nets {
 		if t := sn.nets[i]; t != nil {
-			if name, ok := t.ptr[a]; ok {
+			if name, ok := t.ptr.get(a, h); ok {
 				return name, local
 			}
 		}

@@ -32,11 +32,13 @@
 //
 //   - Queries never lock. SetContainer and DeleteContainer build a new
 //     immutable index (snapshot) under a mutex and publish it through an
-//     atomic pointer. A change copies only what it touches: the tables of its
-//     networks and, of the global maps (clients by address, known names), the
-//     shards holding its keys (table.go); so a change costs about the same at
-//     1,000 containers as at 10,000, and the index takes about 1 KiB per
-//     container.
+//     atomic pointer. A change writes only what differs for the container:
+//     the tables of the networks where its names, addresses or PTR target
+//     change (connecting it to a network leaves its other networks' tables
+//     shared, however large), and in those tables and the global maps
+//     (clients by address, known names), only the shards holding the keys it
+//     writes (smap.go). So a change costs about the same at 1,000 containers
+//     as at 10,000, and the index takes under 1 KiB per container.
 //   - UDP is read by the server's own loops, not dns.Server's: recvmmsg takes
 //     the queries waiting on the socket in one call, a query for a local name
 //     is answered from its wire form (fastpath.go: no unpacking, no

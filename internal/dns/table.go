@@ -1,163 +1,182 @@
 package dns
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
 )
 
 // netTable is one network's names and reverse names. A table in a published
-// snapshot is never changed: a change works on a clone.
+// snapshot is never changed: a change works on a copy (see tableEdit).
 type netTable struct {
 	// names maps a lowercased name (no trailing dot) to the addresses of the
 	// containers having it on this network.
-	names map[string]rrset
+	names smap[string, rrset]
 	// ptr maps a container address on this network to "name.".
-	ptr map[netip.Addr]string
+	ptr smap[netip.Addr, string]
 }
 
-// rrset is the addresses behind one name on one network, in compact form,
-// and how many containers have the name there (one may have no address).
-// Its slices may be shared with older snapshots: they are never written in
-// place, only replaced.
+// rrset is the addresses behind one name on one network, and how many
+// containers have the name there (one may have no address). The bytes are
+// never written once in a snapshot: a change replaces them, so rrsets share
+// them freely (all names of a container on a network start with the same).
 type rrset struct {
-	v4      [][4]byte
-	v6      [][16]byte
+	// addrs are n4 IPv4 addresses, 4 bytes each, then the IPv6 ones, 16 each.
+	addrs   []byte
+	n4      int32
 	holders int32
 }
 
-// clone returns a copy of t whose maps may be changed; an empty table for nil.
-func (t *netTable) clone() *netTable {
-	if t == nil {
-		return &netTable{names: map[string]rrset{}, ptr: map[netip.Addr]string{}}
-	}
-	return &netTable{names: maps.Clone(t.names), ptr: maps.Clone(t.ptr)}
-}
-
-// add enters container c's names and addresses on ep's network.
-func (t *netTable) add(c *Container, ep Endpoint) {
-	v4, v6 := split(ep.Addrs)
-	for _, name := range endpointNames(c, ep) {
-		rs := t.names[name]
-		// Clip: append must copy, not write into an array older snapshots share
-		rs.v4 = append(slices.Clip(rs.v4), v4...)
-		rs.v6 = append(slices.Clip(rs.v6), v6...)
-		rs.holders++
-		t.names[name] = rs
-	}
-	if ptr := ptrName(c); ptr != "" {
-		for _, a := range ep.Addrs {
-			t.ptr[a] = ptr
-		}
-	}
-}
-
-// remove takes out what add(c, ep) entered.
-func (t *netTable) remove(c *Container, ep Endpoint) {
-	v4, v6 := split(ep.Addrs)
-	for _, name := range endpointNames(c, ep) {
-		rs, ok := t.names[name]
-		if !ok {
-			continue
-		}
-		if rs.holders--; rs.holders <= 0 {
-			delete(t.names, name)
-			continue
-		}
-		rs.v4 = without(rs.v4, v4)
-		rs.v6 = without(rs.v6, v6)
-		t.names[name] = rs
-	}
-	for _, a := range ep.Addrs {
-		delete(t.ptr, a)
-	}
-}
-
-// endpointNames are the names c has on ep's network: its name, hostname and
-// the endpoint's aliases, lowercased, each once.
-func endpointNames(c *Container, ep Endpoint) []string {
-	return dedupe(append([]string{c.Name, c.Hostname}, ep.Aliases...))
-}
-
-// split returns the IPv4 and IPv6 addresses of addrs in compact form.
-func split(addrs []netip.Addr) (v4 [][4]byte, v6 [][16]byte) {
+// packAddrs returns the rrset of one container with addrs.
+func packAddrs(addrs []netip.Addr) rrset {
+	rs := rrset{holders: 1}
 	for _, a := range addrs {
 		if a.Is4() {
-			v4 = append(v4, a.As4())
-		} else {
-			v6 = append(v6, a.As16())
+			rs.n4++
 		}
 	}
-	return v4, v6
+	if len(addrs) == 0 {
+		return rs
+	}
+	rs.addrs = make([]byte, 0, 4*int(rs.n4)+16*(len(addrs)-int(rs.n4)))
+	for _, a := range addrs {
+		if a.Is4() {
+			rs.addrs = append(rs.addrs, a.AsSlice()...)
+		}
+	}
+	for _, a := range addrs {
+		if !a.Is4() {
+			rs.addrs = append(rs.addrs, a.AsSlice()...)
+		}
+	}
+	return rs
 }
 
-// without returns a new slice of the elements of s not in drop (nil if none
-// is left).
-func without[T comparable](s, drop []T) []T {
-	var out []T
-	for _, x := range s {
-		if !slices.Contains(drop, x) {
-			out = append(out, x)
+// count is the number of its IPv4 (or IPv6) addresses.
+func (rs *rrset) count(v6 bool) int {
+	if v6 {
+		return (len(rs.addrs) - 4*int(rs.n4)) / 16
+	}
+	return int(rs.n4)
+}
+
+func (rs *rrset) v4() []byte { return rs.addrs[:4*rs.n4] }
+func (rs *rrset) v6() []byte { return rs.addrs[4*rs.n4:] }
+
+// join returns the rrset with the addresses of both, holders added.
+func join(a, b rrset) rrset {
+	out := make([]byte, 0, len(a.addrs)+len(b.addrs))
+	out = append(append(out, a.v4()...), b.v4()...)
+	out = append(append(out, a.v6()...), b.v6()...)
+	return rrset{addrs: out, n4: a.n4 + b.n4, holders: a.holders + b.holders}
+}
+
+// subtract returns a without the addresses of b (every copy of them), and
+// without b's holders.
+func subtract(a, b rrset) rrset {
+	out := rrset{holders: a.holders - b.holders}
+	for _, part := range []struct {
+		a, b []byte
+		size int
+	}{{a.v4(), b.v4(), 4}, {a.v6(), b.v6(), 16}} {
+		for i := 0; i < len(part.a); i += part.size {
+			x := part.a[i : i+part.size]
+			if !containsAddr(part.b, x) {
+				out.addrs = append(out.addrs, x...)
+				if part.size == 4 {
+					out.n4++
+				}
+			}
 		}
 	}
 	return out
 }
 
-// The snapshot's two global maps, clients by address and known names, have
-// an entry per container or more. Copying them whole on every change would
-// make a change cost O(containers), and loading n containers O(n²). So each
-// is split into shardCount maps by a hash of the key, and a change copies
-// only the shards it writes to; the others are shared with the previous
-// snapshot. A lookup costs one hash more.
-const shardCount = 64
-
-// addrShard picks the shard of an address from its last two bytes: container
-// addresses are allocated in sequence, so these spread them evenly.
-func addrShard(a netip.Addr) int {
-	b := a.As16()
-	return int(b[15]^b[14]<<3) % shardCount
-}
-
-// nameShard picks the shard of a name by FNV-1a.
-func nameShard[T string | []byte](name T) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(name); i++ {
-		h ^= uint32(name[i])
-		h *= 16777619
+// containsAddr tells whether packed addresses of len(x) bytes each include x.
+func containsAddr(packed, x []byte) bool {
+	for i := 0; i < len(packed); i += len(x) {
+		if string(packed[i:i+len(x)]) == string(x) {
+			return true
+		}
 	}
-	return int(h % shardCount)
+	return false
 }
 
-// edit is a snapshot being built: it copies a shard the first time the
-// change writes to it.
-type edit struct {
-	next                   *snapshot
-	clientsCopy, knownCopy uint64 // shards already copied, one bit each
+// view is what one container enters in one network's table.
+type view struct {
+	names []string     // lowercased, each once
+	addrs []netip.Addr // normalized
+	ptr   string       // the PTR target of addrs, "" for none
 }
 
-// clients returns the writable shard of the clients map that holds a.
-func (e *edit) clients(a netip.Addr) map[netip.Addr]*client {
-	i := addrShard(a)
-	if e.clientsCopy&(1<<i) == 0 {
-		e.next.clients[i] = cloneOrMake(e.next.clients[i])
-		e.clientsCopy |= 1 << i
+func (v *view) equal(w *view) bool {
+	if v == nil || w == nil {
+		return v == w
 	}
-	return e.next.clients[i]
+	return v.ptr == w.ptr && slices.Equal(v.names, w.names) && slices.Equal(v.addrs, w.addrs)
 }
 
-// known returns the writable shard of the known-names map that holds name.
-func (e *edit) known(name string) map[string]int32 {
-	i := nameShard(name)
-	if e.knownCopy&(1<<i) == 0 {
-		e.next.known[i] = cloneOrMake(e.next.known[i])
-		e.knownCopy |= 1 << i
-	}
-	return e.next.known[i]
+// tableEdit is a network's table being changed: a copy of the published one
+// (or a new one) that copies its shards as they are written (smap.go).
+type tableEdit struct {
+	netID      string
+	t          *netTable
+	names, ptr cow
 }
 
-func cloneOrMake[K comparable, V any](m map[K]V) map[K]V {
-	if m == nil {
-		return map[K]V{}
+// update replaces what old (nil: nothing) entered in the table by what v
+// (nil: nothing) enters, writing only the entries that differ.
+func (te *tableEdit) update(old, v *view) {
+	sameAddrs := old != nil && v != nil && slices.Equal(old.addrs, v.addrs)
+	samePTR := old != nil && v != nil && old.ptr == v.ptr
+	if old != nil {
+		var rs rrset
+		for _, name := range old.names {
+			if sameAddrs && slices.Contains(v.names, name) {
+				continue
+			}
+			h := nameHash(name)
+			cur, ok := te.t.names.get(name, h)
+			switch {
+			case !ok:
+			case cur.holders <= 1:
+				te.t.names.del(name, h, &te.names)
+			default:
+				if rs.holders == 0 {
+					rs = packAddrs(old.addrs)
+				}
+				te.t.names.set(name, h, subtract(cur, rs), &te.names)
+			}
+		}
+		for _, a := range old.addrs {
+			if !samePTR || !slices.Contains(v.addrs, a) {
+				te.t.ptr.del(a, addrHash(a), &te.ptr)
+			}
+		}
 	}
-	return maps.Clone(m)
+	if v == nil {
+		return
+	}
+	var rs rrset
+	for _, name := range v.names {
+		if sameAddrs && slices.Contains(old.names, name) {
+			continue
+		}
+		if rs.holders == 0 {
+			rs = packAddrs(v.addrs)
+		}
+		h := nameHash(name)
+		if cur, ok := te.t.names.get(name, h); ok {
+			te.t.names.set(name, h, join(cur, rs), &te.names)
+		} else {
+			te.t.names.set(name, h, rs, &te.names)
+		}
+	}
+	if v.ptr == "" {
+		return
+	}
+	for _, a := range v.addrs {
+		if !samePTR || !slices.Contains(old.addrs, a) {
+			te.t.ptr.set(a, addrHash(a), v.ptr, &te.ptr)
+		}
+	}
 }
