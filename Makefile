@@ -8,7 +8,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all build demo test test-unit bench bench-attach bench-ports bench-dns clean
+.PHONY: all build demo test test-unit bench bench-attach bench-ports bench-dns bench-cni clean
 
 all: build
 
@@ -16,6 +16,8 @@ build:
 	$(GO) build $(GOFLAGS) -o $(BIN)/knitd ./cmd/knitd
 	$(GO) build $(GOFLAGS) -o $(BIN)/knit ./cmd/knit
 	$(GO) build $(GOFLAGS) -o $(BIN)/probe ./test/e2e/probe
+	# the CNI plugin is exec'd per call: static and stripped starts fastest
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/knit-cni ./cmd/knit-cni
 
 demo: build
 	./scripts/demo.sh
@@ -27,7 +29,7 @@ test:
 test-unit:
 	$(GO) test -race -count=1 -short ./...
 
-bench: bench-attach bench-ports bench-dns
+bench: bench-attach bench-ports bench-dns bench-cni
 
 # attach latency/rate and memory, beside the reference CNI chain (cnibench)
 bench-attach: build
@@ -38,6 +40,10 @@ bench-attach: build
 bench-ports:
 	mkdir -p results
 	$(GO) test -run '^$$' -bench 'AddOneMappingAt1000|FullSync10000|RestartSync10000' -benchtime 20x ./internal/dataplane/nft/ | tee results/ports.txt
+
+# CNI ADD/DEL through libcni beside the reference chain
+bench-cni: build
+	./bench/cni.sh
 
 # DNS queries per second and latency beside aardvark-dns and dnsmasq
 bench-dns: build

@@ -3,6 +3,7 @@ module github.com/knit-net/knit
 go 1.26.8
 
 require (
+	github.com/containernetworking/cni v1.3.1
 	github.com/google/nftables v0.3.0
 	github.com/mdlayher/netlink v1.7.3-0.20250113171957-fbb4dce95f42
 	github.com/miekg/dns v1.1.73
@@ -14,7 +15,6 @@ require (
 )
 
 require (
-	github.com/containernetworking/cni v1.3.1 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/mdlayher/socket v0.5.0 // indirect

@@ -14,6 +14,8 @@ type CNIAttach struct {
 	NetNS   string `json:"netns,omitempty"`
 	IfName  string `json:"ifName"`
 	Network string `json:"network"`
+	// CNINetwork is the conflist's name, which scopes GC.
+	CNINetwork string `json:"cniNetwork,omitempty"`
 	// PodName and PodNamespace come from K8S_POD_NAME / K8S_POD_NAMESPACE in
 	// CNI_ARGS; Name is the runtime's container name when there is no pod
 	// (podman passes it as K8S_POD_NAME too). They give the DNS name.
@@ -59,8 +61,10 @@ type CNIRoute struct {
 // CNIGC is the body of POST /v1/cni/gc: every attachment on Network that is
 // not in Valid is removed.
 type CNIGC struct {
-	Network string            `json:"network"`
-	Valid   []CNIAttachmentID `json:"valid"`
+	Network string `json:"network"`
+	// CNINetwork is the conflist's name: only its attachments are collected.
+	CNINetwork string            `json:"cniNetwork,omitempty"`
+	Valid      []CNIAttachmentID `json:"valid"`
 }
 
 // CNIAttachmentID names one attachment.

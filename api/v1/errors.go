@@ -3,7 +3,6 @@ package v1
 import (
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 // Error codes carried in Error.Code.
@@ -16,22 +15,6 @@ const (
 )
 
 func (e *Error) Error() string { return e.Message }
-
-// HTTPStatus maps the error's code to the status the API answers with.
-func (e *Error) HTTPStatus() int {
-	switch e.Code {
-	case CodeInvalid:
-		return http.StatusBadRequest
-	case CodeNotFound:
-		return http.StatusNotFound
-	case CodeConflict:
-		return http.StatusConflict
-	case CodeExhausted:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
 
 // Errorf makes an *Error with the code; the message should name the object,
 // the cause and the fix.

@@ -119,8 +119,10 @@ type Container struct {
 	// network namespace (NetNS) belongs to the runtime.
 	Runtime string `json:"runtime,omitempty"`
 	NetNS   string `json:"netns,omitempty"`
-	// CNI identifies a CNI attachment as the runtime knows it.
-	CNI *CNIAttachmentID `json:"cni,omitempty"`
+	// CNI identifies a CNI attachment as the runtime knows it; CNINetwork is
+	// the conflist it came through.
+	CNI        *CNIAttachmentID `json:"cni,omitempty"`
+	CNINetwork string           `json:"cniNetwork,omitempty"`
 	// Generation counts spec changes; Status.ObservedGeneration tells which the
 	// kernel state matches.
 	Generation int64           `json:"generation"`

@@ -104,13 +104,20 @@ func (s *Server) CNIAdd(ctx context.Context, req *v1.CNIAttach) (*v1.CNIResult, 
 		} else if ok {
 			name = string(prev)
 			c, err := state.GetContainer(tx, name)
-			if err != nil || c == nil {
+			if err != nil {
 				return err
 			}
-			if c.NetNS != req.NetNS || len(c.Endpoints) == 0 || c.Endpoints[0].Network != req.Network {
-				return v1.Conflictf("%s already exists in %s on network %q; DEL it before adding it again", owner, c.NetNS, c.Endpoints[0].Network)
+			if c != nil && !c.Deleting && c.Status.State != v1.StateExited {
+				if c.NetNS != req.NetNS || len(c.Endpoints) == 0 || c.Endpoints[0].Network != req.Network {
+					return v1.Conflictf("%s already exists in %s; DEL it before adding it again", owner, c.NetNS)
+				}
+				return nil
 			}
-			return nil
+			// A stale index entry (the attachment exited or is going away):
+			// add afresh under a new record.
+			if c != nil {
+				return v1.Conflictf("%s is still being removed; DEL it and ADD again", owner)
+			}
 		}
 		c, err := s.newCNIContainer(tx, req, id, sockets)
 		if err != nil {
@@ -154,8 +161,9 @@ func (s *Server) newCNIContainer(tx store.Tx, req *v1.CNIAttach, id string, sock
 	c := &v1.Container{
 		ID: id, Name: name, Hostname: name, Runtime: v1.RuntimeCNI, NetNS: req.NetNS,
 		NetworkMode: v1.DriverBridge, Created: time.Now().UTC(), Generation: 1,
-		CNI:    &v1.CNIAttachmentID{ContainerID: req.ContainerID, IfName: req.IfName},
-		Status: v1.ContainerStatus{State: v1.StateCreated},
+		CNI:        &v1.CNIAttachmentID{ContainerID: req.ContainerID, IfName: req.IfName},
+		CNINetwork: req.CNINetwork,
+		Status:     v1.ContainerStatus{State: v1.StateCreated},
 	}
 	if req.PodNamespace != "" {
 		c.Labels = map[string]string{"io.kubernetes.pod.namespace": req.PodNamespace}
@@ -302,7 +310,7 @@ func (s *Server) cniGC(w http.ResponseWriter, r *http.Request) {
 	var stale []v1.CNIAttachmentID
 	removed := []string{}
 	for _, c := range cs {
-		if c.CNI == nil || valid[*c.CNI] || (req.Network != "" && (len(c.Endpoints) == 0 || c.Endpoints[0].Network != req.Network)) {
+		if c.CNI == nil || valid[*c.CNI] || !gcScope(&req, &c) {
 			continue
 		}
 		stale = append(stale, *c.CNI)
@@ -315,6 +323,16 @@ func (s *Server) cniGC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, removed)
+}
+
+// gcScope reports whether a GC request covers the attachment: GC is per CNI
+// network (conflist name) when the plugin says which; otherwise per knit
+// network.
+func gcScope(req *v1.CNIGC, c *v1.Container) bool {
+	if req.CNINetwork != "" {
+		return c.CNINetwork == req.CNINetwork
+	}
+	return req.Network == "" || (len(c.Endpoints) > 0 && c.Endpoints[0].Network == req.Network)
 }
 
 func (s *Server) cniStatus(w http.ResponseWriter, _ *http.Request) {

@@ -149,7 +149,23 @@ func writeErr(w http.ResponseWriter, err error) {
 			e.Message = "timed out waiting for knitd to apply the change; see knitd's log for why (" + err.Error() + ")"
 		}
 	}
-	writeJSON(w, e.HTTPStatus(), e)
+	writeJSON(w, httpStatus(e.Code), e)
+}
+
+// httpStatus maps an error code to the status the API answers with.
+func httpStatus(code string) int {
+	switch code {
+	case v1.CodeInvalid:
+		return http.StatusBadRequest
+	case v1.CodeNotFound:
+		return http.StatusNotFound
+	case v1.CodeConflict:
+		return http.StatusConflict
+	case v1.CodeExhausted:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
 }
 
 // newID returns 64 hex characters, like a Docker ID.

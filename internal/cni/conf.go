@@ -87,6 +87,7 @@ func attachment(conf *NetConf, args *skel.CmdArgs) (v1.CNIAttach, error) {
 		NetNS:       args.Netns,
 		IfName:      args.IfName,
 		Network:     conf.Network,
+		CNINetwork:  conf.Name,
 		MAC:         conf.RuntimeConfig.MAC,
 	}
 	kv := parseArgs(args.Args)

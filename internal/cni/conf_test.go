@@ -91,7 +91,7 @@ func TestAttachment(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := v1.CNIAttach{
-		ContainerID: "c1", NetNS: "/run/netns/x", IfName: "eth0", Network: "back",
+		ContainerID: "c1", NetNS: "/run/netns/x", IfName: "eth0", Network: "back", CNINetwork: "knit",
 		PodName: "web", PodNamespace: "default",
 		Ports: []v1.PortMapping{
 			{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"},

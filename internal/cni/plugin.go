@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -37,11 +36,18 @@ type Plugin struct {
 	Stdout io.Writer
 	// newClient makes the knitd client for a configuration (tests swap it).
 	newClient func(conf *NetConf) *client
+	// ownNetNS is the plugin's own namespace, which CNI_NETNS must not be
+	// ("" skips the check: unit tests have no other namespace to offer).
+	ownNetNS string
 }
 
 // New returns the plugin writing results to stdout.
 func New() *Plugin {
-	return &Plugin{Stdout: os.Stdout, newClient: func(conf *NetConf) *client { return &client{socket: conf.Socket} }}
+	return &Plugin{
+		Stdout:    os.Stdout,
+		newClient: func(conf *NetConf) *client { return &client{socket: conf.Socket} },
+		ownNetNS:  "/proc/self/ns/net",
+	}
 }
 
 // Funcs returns the verbs for skel.
@@ -61,7 +67,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := checkNetNS(args.Netns); err != nil {
+	if err := checkNetNS(args.Netns, p.ownNetNS); err != nil {
 		return err
 	}
 	req, err := attachment(conf, args)
@@ -86,7 +92,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := checkNetNS(args.Netns); err != nil {
+	if err := checkNetNS(args.Netns, p.ownNetNS); err != nil {
 		return err
 	}
 	req, err := attachment(conf, args)
@@ -127,7 +133,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	req := v1.CNIGC{Network: conf.Network, Valid: []v1.CNIAttachmentID{}}
+	req := v1.CNIGC{Network: conf.Network, CNINetwork: conf.Name, Valid: []v1.CNIAttachmentID{}}
 	for _, a := range conf.ValidAttachments {
 		req.Valid = append(req.Valid, v1.CNIAttachmentID{ContainerID: a.ContainerID, IfName: a.IfName})
 	}
@@ -160,6 +166,10 @@ func (p *Plugin) Status(args *skel.CmdArgs) error {
 		e := toCNIError(verbStatus, err)
 		return types.NewError(types.ErrPluginNotAvailable, e.Msg, e.Details)
 	}
+	if n.Driver != v1.DriverBridge {
+		return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf("knit network %q has driver %s; CNI attachments need a bridge network", n.Name, n.Driver),
+			"set \"network\" in the conflist to a bridge network (knit network ls)")
+	}
 	return nil
 }
 
@@ -170,22 +180,6 @@ func (p *Plugin) print(res types.Result, cniVersion string) error {
 	}
 	if err := out.PrintTo(p.Stdout); err != nil {
 		return types.NewError(types.ErrIOFailure, "cannot write the result", err.Error())
-	}
-	return nil
-}
-
-// checkNetNS refuses a CNI_NETNS that is not a network namespace before
-// knitd is asked, so the runtime learns which variable is wrong.
-func checkNetNS(path string) error {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs(path, &fs); err != nil {
-		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %q: %s", path, err),
-			"CNI_NETNS must be the path of the container's network namespace (such as /run/netns/NAME or /proc/PID/ns/net)")
-	}
-	const nsfsMagic = 0x6e736673
-	if fs.Type != nsfsMagic {
-		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS %q is not a network namespace", path),
-			"CNI_NETNS must be the path of the container's network namespace (such as /run/netns/NAME or /proc/PID/ns/net)")
 	}
 	return nil
 }

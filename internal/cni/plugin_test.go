@@ -78,6 +78,8 @@ func (f *fakeKnitd) body(path string) string {
 
 func (f *fakeKnitd) plugin() (*Plugin, *bytes.Buffer) {
 	var out bytes.Buffer
+	// No own-namespace check: selfNetNS is the only namespace a test without
+	// root has.
 	return &Plugin{Stdout: &out, newClient: func(conf *NetConf) *client { return &client{socket: conf.Socket} }}, &out
 }
 
@@ -123,6 +125,7 @@ func TestAddErrors(t *testing.T) {
 	}{
 		{"netns missing", "/nonexistent/netns", 0, nil, types.ErrInvalidEnvironmentVariables, "CNI_NETNS"},
 		{"netns not a namespace", "/proc/self/status", 0, nil, types.ErrInvalidEnvironmentVariables, "not a network namespace"},
+		{"own netns", "own", 0, nil, types.ErrInvalidNetNS, "runtime's own network namespace"},
 		{"unknown network", selfNetNS, 404, v1.NotFoundf("knit network \"front\" not found; create it with knit network create front"), types.ErrInvalidNetworkConfig, "knit network create front"},
 		{"invalid", selfNetNS, 400, v1.Invalidf("address 10.9.0.1 is outside the subnet"), types.ErrInvalidNetworkConfig, "outside"},
 		{"conflict", selfNetNS, 409, v1.Conflictf("host port 8080 is in use"), ErrConflict, "in use"},
@@ -133,6 +136,10 @@ func TestAddErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.status != 0 {
 				f.on("/v1/cni/add", tc.status, tc.answer)
+			}
+			p := p
+			if tc.netns == "own" {
+				p, tc.netns = New(), selfNetNS
 			}
 			err := p.Add(f.args("1.0.0", tc.netns, ""))
 			if got := codeOf(t, err); got != tc.code {
@@ -148,6 +155,7 @@ func TestAddErrors(t *testing.T) {
 func TestKnitdDown(t *testing.T) {
 	socket := filepath.Join(t.TempDir(), "none.sock")
 	p := New()
+	p.ownNetNS = ""
 	conf := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"knit","socket":%q}`, socket)
 	args := &skel.CmdArgs{ContainerID: "c1", Netns: selfNetNS, IfName: "eth0", StdinData: []byte(conf)}
 	want := fmt.Sprintf("knitd is not running at %s; start it (knitd) or set \"socket\" in the conflist", socket)
@@ -230,11 +238,11 @@ func TestGCAndStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := f.body("/v1/cni/gc"), `{"network":"front","valid":[{"containerID":"c1","ifName":"eth0"}]}`; got != want {
+	if got, want := f.body("/v1/cni/gc"), `{"network":"front","cniNetwork":"knit","valid":[{"containerID":"c1","ifName":"eth0"}]}`; got != want {
 		t.Errorf("GC body %s, want %s", got, want)
 	}
 	_ = p.GC(f.args("1.1.0", "", ""))
-	if got, want := f.body("/v1/cni/gc"), `{"network":"front","valid":[]}`; got != want {
+	if got, want := f.body("/v1/cni/gc"), `{"network":"front","cniNetwork":"knit","valid":[]}`; got != want {
 		t.Errorf("GC with no valid attachments sent %s, want %s (never null)", got, want)
 	}
 
@@ -247,7 +255,11 @@ func TestGCAndStatus(t *testing.T) {
 	if got := codeOf(t, err); got != types.ErrPluginNotAvailable || !strings.Contains(err.Error(), "knit network create front") {
 		t.Errorf("STATUS without the network: code %d: %v", got, err)
 	}
-	f.on("/v1/networks/front", 200, v1.Network{Name: "front"})
+	f.on("/v1/networks/front", 200, v1.Network{Name: "front", Driver: v1.DriverHost})
+	if got := codeOf(t, p.Status(f.args("1.1.0", "", ""))); got != types.ErrPluginNotAvailable {
+		t.Errorf("STATUS of a host network: code %d, want 50", got)
+	}
+	f.on("/v1/networks/front", 200, v1.Network{Name: "front", Driver: v1.DriverBridge})
 	if err := p.Status(f.args("1.1.0", "", "")); err != nil {
 		t.Errorf("STATUS: %v", err)
 	}

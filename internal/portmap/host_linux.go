@@ -3,12 +3,15 @@ package portmap
 import (
 	"bufio"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // socket is one bound socket read from /proc/net.
@@ -18,16 +21,25 @@ type socket struct {
 	inode string
 }
 
-// HostSockets reads the sockets bound in the caller's network namespace:
-// listening TCP sockets, bound UDP sockets and SCTP endpoints. procNet is
-// normally /proc/net.
+// HostSockets tells who holds a port in the caller's network namespace:
+// a listening TCP socket, a bound UDP socket or an SCTP endpoint. It first
+// tries to bind the port (microseconds); only a port that is taken costs a
+// read of procNet (normally /proc/thread-self/net), whose TCP tables are
+// machine-wide and take milliseconds to read. The returned function must run
+// on a thread in that namespace.
 func HostSockets(procNet string) HostHolder {
-	byProto := map[string][]socket{
-		"tcp":  append(readProcNet(filepath.Join(procNet, "tcp"), "0A"), readProcNet(filepath.Join(procNet, "tcp6"), "0A")...),
-		"udp":  append(readProcNet(filepath.Join(procNet, "udp"), ""), readProcNet(filepath.Join(procNet, "udp6"), "")...),
-		"sctp": readSCTP(filepath.Join(procNet, "sctp", "eps")),
-	}
+	var byProto map[string][]socket
 	return func(proto string, ip netip.Addr, port uint16) string {
+		if !bindTaken(proto, ip, port) {
+			return ""
+		}
+		if byProto == nil {
+			byProto = map[string][]socket{
+				"tcp":  append(readProcNet(filepath.Join(procNet, "tcp"), "0A"), readProcNet(filepath.Join(procNet, "tcp6"), "0A")...),
+				"udp":  append(readProcNet(filepath.Join(procNet, "udp"), ""), readProcNet(filepath.Join(procNet, "udp6"), "")...),
+				"sctp": readSCTP(filepath.Join(procNet, "sctp", "eps")),
+			}
+		}
 		for _, s := range byProto[proto] {
 			if s.port != port {
 				continue
@@ -36,8 +48,45 @@ func HostSockets(procNet string) HostHolder {
 				return owner(s.inode)
 			}
 		}
-		return ""
+		return "" // taken only by a connection's local port, not a listener
 	}
+}
+
+// bindTaken reports whether binding (proto, ip, port) fails with
+// EADDRINUSE. SO_REUSEADDR keeps TIME_WAIT and similar leftovers from
+// counting; every address family is tried when ip is unset.
+func bindTaken(proto string, ip netip.Addr, port uint16) bool {
+	typ, protocol := unix.SOCK_STREAM, 0
+	switch proto {
+	case "udp":
+		typ = unix.SOCK_DGRAM
+	case "sctp":
+		protocol = unix.IPPROTO_SCTP
+	}
+	addrs := []netip.Addr{ip}
+	if !ip.IsValid() {
+		addrs = []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
+	}
+	for _, a := range addrs {
+		fam, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: int(port), Addr: a.As16()})
+		if a.Is4() {
+			fam, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(port), Addr: a.As4()}
+		}
+		fd, err := unix.Socket(fam, typ|unix.SOCK_CLOEXEC, protocol)
+		if err != nil {
+			continue // family or protocol not available: nothing can hold it
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		if a.Is6() {
+			_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+		}
+		err = unix.Bind(fd, sa)
+		unix.Close(fd)
+		if errors.Is(err, unix.EADDRINUSE) {
+			return true
+		}
+	}
+	return false
 }
 
 // readProcNet parses /proc/net/{tcp,udp}{,6}; state "" accepts every state.

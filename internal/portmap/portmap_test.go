@@ -73,25 +73,32 @@ func TestPublishConflictsAndRelease(t *testing.T) {
 
 func TestHostSocketsNamesTheHolder(t *testing.T) {
 	ns := nstest.New(t, "ports")
-	var ln net.Listener
-	var holder HostHolder
 	ns.Do(t, func() {
-		var err error
-		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		holder = HostSockets("/proc/thread-self/net")
+		defer ln.Close()
+		holder := HostSockets("/proc/thread-self/net")
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		if who := holder("tcp", netip.Addr{}, port); !strings.Contains(who, "process") || !strings.Contains(who, "on the host") {
+			t.Errorf("holder of %d = %q", port, who)
+		}
+		if who := holder("tcp", netip.MustParseAddr("127.0.0.2"), port); who != "" {
+			t.Errorf("a listener on 127.0.0.1 blocks 127.0.0.2: %q", who)
+		}
+		if who := holder("udp", netip.Addr{}, port); who != "" {
+			t.Errorf("tcp listener blocks udp: %q", who)
+		}
+		// A connection's local port is not a listener: free to publish.
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		local := uint16(c.LocalAddr().(*net.TCPAddr).Port)
+		if who := holder("tcp", netip.Addr{}, local); who != "" {
+			t.Errorf("a client's local port %d counts as held: %q", local, who)
+		}
 	})
-	defer ln.Close()
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	if who := holder("tcp", netip.Addr{}, port); !strings.Contains(who, "process") || !strings.Contains(who, "on the host") {
-		t.Errorf("holder of %d = %q", port, who)
-	}
-	if who := holder("tcp", netip.MustParseAddr("127.0.0.2"), port); who != "" {
-		t.Errorf("a listener on 127.0.0.1 blocks 127.0.0.2: %q", who)
-	}
-	if who := holder("udp", netip.Addr{}, port); who != "" {
-		t.Errorf("tcp listener blocks udp: %q", who)
-	}
 }

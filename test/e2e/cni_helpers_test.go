@@ -27,9 +27,9 @@ import (
 // install looks for it), and a plugin directory holding it as "knit", the
 // conflists' type. Both live in TestMain's binary directory and go with it.
 var cniBins struct {
-	once             sync.Once
+	once              sync.Once
 	plugin, pluginDir string
-	err              error
+	err               error
 }
 
 func knitCNI(t *testing.T) (plugin, pluginDir string) {

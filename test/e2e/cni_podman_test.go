@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 // podman is podman 4.3 with the CNI backend, configured entirely through
@@ -77,27 +79,47 @@ func TestCNIPodman(t *testing.T) {
 	if out := p.run("network", "ls", "--format", "{{.Name}} {{.Driver}}"); !strings.Contains(out, "kt-knit knit") {
 		t.Fatalf("podman network ls does not list the installed conflist:\n%s", out)
 	}
-	p.run("run", "-d", "--name", "web", "--network", "kt-knit", "-p", "18082:8080", "--rootfs", p.rootfs,
-		"/bin/sh", "-c", "echo hello from web > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
-	if got := h.cniContainers(); len(got) != 1 || !containsValue(got, "web") {
-		t.Fatalf("knit ps after podman run: CNI containers %v, want web", got)
+	serve := func(name string, flags ...string) {
+		args := append([]string{"run", "-d", "--name", name, "--network", "kt-knit"}, flags...)
+		p.run(append(args, "--rootfs", p.rootfs, "/bin/sh", "-c",
+			// The rootfs directory is shared: each serves its own docroot.
+			"mkdir -p /tmp/"+name+"; echo hello from "+name+" > /tmp/"+name+"/index.html; exec httpd -f -p 8080 -h /tmp/"+name)...)
 	}
-	webIP := h.ip("web", "kpod")
+	serve("web", "-p", "18082:8080")
+	serve("app")
+	if got := h.cniContainers(); len(got) != 2 || !containsValue(got, "web") || !containsValue(got, "app") {
+		t.Fatalf("knit ps after podman run: CNI containers %v, want web and app", got)
+	}
+	ips := map[string]string{"web": h.ip("web", "kpod"), "app": h.ip("app", "kpod")}
+	// podman made the namespaces in the machine's root namespace; knitd put
+	// the host ends of the veths in its own (the test host), by path.
+	if v := h.knitVeths(); len(v) != 2 {
+		t.Errorf("knit veths in the test host: %v, want web's and app's", v)
+	}
+	if v := rootKnitVeths(t); len(v) != 0 {
+		t.Errorf("knit veths in the root namespace: %v", v)
+	}
 
-	// The other container finds web by name (podman's resolv.conf lists the
-	// result's DNS server, knit's resolver) and fetches from it.
-	var out string
-	var err error
-	ok := waitFor(10*time.Second, func() bool {
-		out, err = p.try("run", "--rm", "--name", "client", "--network", "kt-knit", "--rootfs", p.rootfs,
-			"/bin/sh", "-c", "cat /etc/resolv.conf; nslookup web; timeout 3 wget -q -O - http://web:8080/index.html")
-		return err == nil && strings.Contains(out, "hello from web")
-	})
-	if !ok {
-		t.Fatalf("client -> web by name: %v\n%s", err, out)
+	// Each finds the other by name (podman's resolv.conf lists the result's
+	// DNS server, knit's resolver) and fetches from it.
+	for from, to := range map[string]string{"web": "app", "app": "web"} {
+		var out string
+		var err error
+		ok := waitFor(10*time.Second, func() bool {
+			out, err = p.try("exec", from, "/bin/sh", "-c", "nslookup "+to+"; timeout 3 wget -q -O - http://"+to+":8080/index.html")
+			return err == nil && strings.Contains(out, "hello from "+to)
+		})
+		if !ok {
+			t.Fatalf("%s -> %s by name: %v\n%s", from, to, err, out)
+		}
+		if !strings.Contains(out, "Address: "+ips[to]) {
+			t.Errorf("%s resolved %s to something other than %s:\n%s", from, to, ips[to], out)
+		}
 	}
-	if !strings.Contains(out, "Address: "+webIP) {
-		t.Errorf("client resolved web to something other than %s:\n%s", webIP, out)
+	// A container that comes and goes (--rm) is attached and detached too.
+	if out, err := p.try("run", "--rm", "--name", "client", "--network", "kt-knit", "--rootfs", p.rootfs,
+		"/bin/sh", "-c", "timeout 3 wget -q -O - http://web:8080/index.html"); err != nil || !strings.Contains(out, "hello from web") {
+		t.Errorf("podman run --rm client -> web: %v\n%s", err, out)
 	}
 
 	// -p 18082:8080 from the outside namespace, at the host's uplink address.
@@ -126,19 +148,31 @@ func TestCNIPodman(t *testing.T) {
 		t.Errorf("outside -> %s:18082: %q", h.UplinkIP, got)
 	}
 
-	// podman rm -f: DEL, and knit forgets the container and its veth.
-	p.run("rm", "-f", "-t", "0", "web")
+	// podman rm -f: DEL, and knit forgets the containers and their veths.
+	p.run("rm", "-f", "-t", "0", "web", "app")
 	if got := h.cniContainers(); len(got) != 0 {
 		t.Errorf("knit ps after podman rm -f: %v", got)
 	}
 	if v := h.knitVeths(); len(v) != 0 {
 		t.Errorf("veths left after podman rm -f: %v", v)
 	}
-	out = h.knit("cni", "uninstall", "--name", "kt-knit", "--manifest-dir", manifests)
+	out := h.knit("cni", "uninstall", "--name", "kt-knit", "--manifest-dir", manifests)
 	// Only podman's own lock file is left in the conf dir.
 	if files := filesUnder(dir); len(files) != 1 || files[0] != filepath.Join(confDir, "cni.lock") {
 		t.Errorf("knit cni uninstall left %v (it said:\n%s)", files, out)
 	}
+}
+
+func rootKnitVeths(t *testing.T) []string {
+	ls, err := netlink.LinkList()
+	must(t, err)
+	var out []string
+	for _, l := range ls {
+		if strings.HasPrefix(l.Attrs().Name, "knv") {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
 }
 
 func containsValue(m map[string]string, v string) bool {

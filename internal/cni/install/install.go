@@ -180,7 +180,11 @@ func checkPlugin(ctx context.Context, path, cniVersion string) error {
 		Supported []string `json:"supportedVersions"`
 	}
 	if err := json.Unmarshal(out, &info); err != nil || !slices.Contains(info.Supported, cniVersion) {
-		return fmt.Errorf("plugin %s does not support cniVersion %s (it says %s); pass --plugin with a knit-cni binary", path, cniVersion, bytes.TrimSpace(out))
+		said := string(bytes.TrimSpace(out))
+		if said == "" {
+			said = "nothing"
+		}
+		return fmt.Errorf("plugin %s does not support cniVersion %s (its VERSION answer: %s); pass --plugin with a knit-cni binary", path, cniVersion, said)
 	}
 	return nil
 }

@@ -18,14 +18,19 @@
 // a few milliseconds with a thousand containers present), so a new endpoint
 // costs few netlink round trips and never a dump of the host's links:
 //
-//  1. RTM_GETLINK of the host veth by name (absent: create) and of the bridge;
+//  1. RTM_GETLINK of the host veth by name (absent: create); the bridge's
+//     ifindex comes from a cache by bridge name (filled by EnsureNetwork or
+//     the first lookup, dropped by DeleteNetwork; a creation refused with a
+//     cached index looks the bridge up again and retries once);
 //  2. one RTM_NEWLINK creating the pair with everything set: host end named,
-//     MTU, up and enslaved to the bridge (IFLA_MASTER), the peer created
+//     MTU and enslaved to the bridge (IFLA_MASTER), the peer created
 //     directly in the container namespace (IFLA_NET_NS_FD, no create-then-
 //     move) with its name, MTU and MAC. The netlink library cannot send
 //     IFLA_MASTER at creation (it adds a lookup and an RTM_SETLINK), so this
 //     message is built by hand on the driver's own rtnetlink socket;
-//  3. in the container namespace, through a socket opened there once per
+//  3. the host end, created down: IPv6 off (disable_ipv6 in /proc/sys, see
+//     below), hairpin mode on, then RTM_SETLINK to set it up;
+//  4. in the container namespace, through a socket opened there once per
 //     call: RTM_GETLINK for the new ifindex, RTM_SETLINK to set it up (the
 //     create message cannot: the kernel configures the peer before pairing
 //     it, and an unpaired veth refuses to open), one RTM_NEWADDR per address
@@ -40,6 +45,15 @@
 // thousands of packet deliveries per attach, competing for the CPU and the
 // RTNL lock; in BenchmarkEnsureEndpoint it raised the attach p99 from about
 // 5 ms to 30 ms.
+//
+// Host veths have IPv6 off: a bridge port needs no address of its own (the
+// bridge switches IPv6 between containers all the same), and with IPv6 each
+// one got a link-local address and three routes in the host, which the
+// kernel walks on link events: some 3,000 routes with a thousand containers,
+// making every attach slower. The kernel takes no IPv6 setting in the create
+// message, so the host end is created down, its disable_ipv6 set, then set
+// up: a link that is never up without it gets no IPv6 state at all. Adopting
+// an endpoint reads the setting and turns it off in place if it is on.
 //
 // The bridge gets a fixed, locally administered MAC derived from the network
 // ID. A bridge whose MAC was never set takes the lowest MAC of its ports and
@@ -76,9 +90,10 @@ type Options struct {
 	// ownership.
 	Handle *netlink.Handle
 	// HostNetNS is the namespace file of that same namespace, for what is not
-	// done through Handle: /proc/sys writes (forwarding, the bridge's IPv6
-	// settings) and the driver's own rtnetlink socket. Empty means the
-	// namespace knitd runs in. Tests pass a throwaway namespace here.
+	// done through Handle: /proc/sys (forwarding, the bridge's IPv6 settings,
+	// IPv6 off on host veths) and the driver's own rtnetlink socket. Empty
+	// means the namespace knitd runs in. Tests pass a throwaway namespace
+	// here.
 	HostNetNS string
 	// Logger receives the reasons for recreations and fixes; nil discards.
 	Logger *slog.Logger

@@ -31,9 +31,11 @@ type Driver struct {
 
 	mu sync.Mutex
 	// rtnl is the driver's own rtnetlink socket in the host namespace, for
-	// the request the netlink library cannot build (see createVeth). Opened
-	// on first use so that New cannot fail.
+	// the requests the netlink library cannot build (see createVeth and
+	// hairpinOn). Opened on first use so that New cannot fail.
 	rtnl map[int]*nl.SocketHandle
+	// bridges caches the ifindex of each bridge by name (see bridgeIndex).
+	bridges map[string]int
 }
 
 // New returns a driver for the host namespace of opt. It panics if
@@ -101,11 +103,12 @@ type vethSpec struct {
 	peerNSFd int              // container namespace
 }
 
-// createVeth creates a veth pair with one RTM_NEWLINK: the host end up and
-// enslaved, the peer made directly inside its namespace with its name, MTU
-// and MAC (it is set up afterwards, see below). The kernel applies IFLA_MASTER
-// at creation; netlink.LinkAdd does not send it and instead looks the new
-// link up by name and enslaves it: two more round trips.
+// createVeth creates a veth pair with one RTM_NEWLINK: the host end enslaved
+// but down (its IPv6 is turned off before it goes up, see disableIPv6), the
+// peer made directly inside its namespace with its name, MTU and MAC (it is
+// set up afterwards, see below). The kernel applies IFLA_MASTER at creation;
+// netlink.LinkAdd does not send it and instead looks the new link up by name
+// and enslaves it: two more round trips.
 func (d *Driver) createVeth(v vethSpec) error {
 	socks, err := d.socket()
 	if err != nil {
@@ -114,9 +117,7 @@ func (d *Driver) createVeth(v vethSpec) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	req.Sockets = socks
 
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
-	req.AddData(msg)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC)) // not IFF_UP: see disableIPv6
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(v.host)))
 	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(v.mtu))))
 	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(v.master))))
@@ -140,35 +141,25 @@ func (d *Driver) createVeth(v vethSpec) error {
 	return err
 }
 
-// bridgeIndex returns the ifindex of the bridge named name.
-func (d *Driver) bridgeIndex(name string) (int, error) {
-	l, err := d.nl.LinkByName(name)
-	if isNotFound(err) {
-		return 0, fmt.Errorf("bridge %q: not found: ensure the network first: %w", name, err)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("bridge %q: look up: %w", name, err)
-	}
-	if _, ok := l.(*netlink.Bridge); !ok {
-		return 0, fmt.Errorf("bridge %q: link is a %s, not a bridge", name, l.Type())
-	}
-	return l.Attrs().Index, nil
-}
-
 // hostSysctls sets keys to values in the host namespace, with one namespace
 // switch for all of them.
 func (d *Driver) hostSysctls(kv ...string) error {
-	set := func() error {
+	return d.inHost(func() error {
 		var errs []error
 		for i := 0; i+1 < len(kv); i += 2 {
 			errs = append(errs, netns.SetSysctl("", kv[i], kv[i+1]))
 		}
 		return errors.Join(errs...)
-	}
+	})
+}
+
+// inHost runs fn in the host namespace: on a thread switched into it when
+// it is not the caller's, for /proc/sys/net.
+func (d *Driver) inHost(fn func() error) error {
 	if d.hostNS == "" {
-		return set()
+		return fn()
 	}
-	return netns.Do(d.hostNS, set)
+	return netns.Do(d.hostNS, fn)
 }
 
 // isNotFound reports whether err says a link (or address, or route) is gone.

@@ -41,17 +41,13 @@ func (d *Driver) EnsureEndpoint(ep driver.Endpoint) error {
 // createEndpoint creates the pair and configures the container end. ch is a
 // netlink handle inside the container namespace.
 func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
-	master, err := d.bridgeIndex(e.bridge)
-	if err != nil {
-		return fmt.Errorf("endpoint %q: %w", e.hostVeth, err)
-	}
 	nsfd, err := unix.Open(e.netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("endpoint %q: open netns %q: %w", e.hostVeth, e.netns, err)
 	}
 	defer unix.Close(nsfd)
-	v := vethSpec{host: e.hostVeth, peer: e.iface, mtu: e.mtu, master: master, peerMAC: e.mac, peerNSFd: nsfd}
-	err = d.createVeth(v)
+	v := vethSpec{host: e.hostVeth, peer: e.iface, mtu: e.mtu, peerMAC: e.mac, peerNSFd: nsfd}
+	err = d.createPair(v, e.bridge)
 	if errors.Is(err, unix.EEXIST) {
 		// The host end was absent, so the container's name is taken, by an
 		// interface that is not the host end's peer: knit owns the container
@@ -62,19 +58,19 @@ func (d *Driver) createEndpoint(e endpointSpec, ch *netlink.Handle) error {
 			if derr := ch.LinkDel(l); derr != nil && !isNotFound(derr) {
 				return fmt.Errorf("endpoint %q: delete stale %s %q in container: %w", e.hostVeth, l.Type(), e.iface, derr)
 			}
-			err = d.createVeth(v)
+			err = d.createPair(v, e.bridge)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("endpoint %q: create veth pair with %q in %q: %w", e.hostVeth, e.iface, e.netns, err)
 	}
 	c, err := ch.LinkByName(e.iface)
-	if err == nil {
-		// The veth's peer index is the host end's: no lookup by name.
-		err = setHairpin(d.nl, c.Attrs().ParentIndex)
-	}
 	if err != nil {
-		return fmt.Errorf("endpoint %q: host veth: hairpin: %w", e.hostVeth, err)
+		return fmt.Errorf("endpoint %q: container interface %q: look up: %w", e.hostVeth, e.iface, err)
+	}
+	// The veth's peer index is the host end's: no lookup by name.
+	if err := d.upHostEnd(e.hostVeth, c.Attrs().ParentIndex); err != nil {
+		return fmt.Errorf("endpoint %q: host veth: %w", e.hostVeth, err)
 	}
 	if !e.hasIPv6() {
 		// Before up, or the kernel makes a link-local address anyway.
@@ -159,13 +155,19 @@ func (d *Driver) recreateEndpoint(e endpointSpec, ch *netlink.Handle, host, c ne
 	return d.createEndpoint(e, ch)
 }
 
-// fixHostEnd puts the host veth on the bridge, at the MTU, up.
+// fixHostEnd puts the host veth on the bridge, at the MTU, without IPv6, up,
+// in hairpin mode.
 func (d *Driver) fixHostEnd(e endpointSpec, host netlink.Link) ([]string, error) {
-	master, err := d.bridgeIndex(e.bridge)
+	a := host.Attrs()
+	master, cached, err := d.bridgeIndex(e.bridge)
+	if err == nil && cached && a.MasterIndex != master {
+		// Check that the cached index is still the bridge's before moving
+		// the port to it.
+		master, err = d.lookupBridge(e.bridge)
+	}
 	if err != nil {
 		return nil, err
 	}
-	a := host.Attrs()
 	var changes []string
 	if a.MTU != e.mtu {
 		if err := d.nl.LinkSetMTU(host, e.mtu); err != nil {
@@ -179,26 +181,26 @@ func (d *Driver) fixHostEnd(e endpointSpec, host netlink.Link) ([]string, error)
 		}
 		changes = append(changes, "host master -> "+e.bridge)
 	}
+	// Before up, so that a link brought up here gets no IPv6 state at all;
+	// on a link that is up, turning IPv6 off leaves the link as it is.
+	if changed, err := d.disableIPv6(e.hostVeth); err != nil {
+		return changes, fmt.Errorf("host veth: disable ipv6: %w", err)
+	} else if changed {
+		changes = append(changes, "host ipv6 off")
+	}
 	if a.Flags&net.FlagUp == 0 {
 		if err := d.nl.LinkSetUp(host); err != nil {
 			return changes, fmt.Errorf("host veth: set up: %w", err)
 		}
 		changes = append(changes, "host up")
 	}
-	if pi, err := d.nl.LinkGetProtinfo(host); err != nil || !pi.Hairpin {
+	if on, err := d.hairpinOn(a.Index); err != nil || !on {
 		if err := setHairpin(d.nl, a.Index); err != nil {
 			return changes, fmt.Errorf("host veth: hairpin: %w", err)
 		}
 		changes = append(changes, "host hairpin on")
 	}
 	return changes, nil
-}
-
-// setHairpin lets the bridge send a frame back out of the port it came in
-// on: a container reaching its own published port is DNATed back to itself,
-// and with br_netfilter that frame is switched straight back to its port.
-func setHairpin(nl *netlink.Handle, index int) error {
-	return nl.LinkSetHairpin(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: index}}, true)
 }
 
 // fixContainerEnd sets the container interface's MAC, MTU, up, addresses and

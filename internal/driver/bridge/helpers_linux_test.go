@@ -136,7 +136,10 @@ func link(t testing.TB, h *netlink.Handle, name string) netlink.Link {
 
 // watch records link, address and default-route notifications about the
 // links with the given ifindexes in the namespace at path ("" for the
-// caller's), until stop is called, which returns them.
+// caller's), until stop is called, which returns them. It returns once the
+// links have been quiet for a moment, dropping what came before: some
+// notifications of earlier changes come late, from the kernel's IPv6 work
+// queue (shared by all namespaces, so busier on a loaded machine).
 func watch(t testing.TB, path string, indexes ...int) (stop func() []string) {
 	t.Helper()
 	ns, err := vnetns.GetFromPath(path)
@@ -161,7 +164,8 @@ func watch(t testing.TB, path string, indexes ...int) (stop func() []string) {
 	}
 	var mu sync.Mutex
 	var events []string
-	record := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+	last := time.Now()
+	record := func(s string) { mu.Lock(); events, last = append(events, s), time.Now(); mu.Unlock() }
 	go func() {
 		for {
 			select {
@@ -183,6 +187,18 @@ func watch(t testing.TB, path string, indexes ...int) (stop func() []string) {
 			}
 		}
 	}()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		mu.Lock()
+		quiet := time.Since(last) >= 50*time.Millisecond
+		if quiet {
+			events = nil
+		}
+		mu.Unlock()
+		if quiet {
+			break
+		}
+	}
 	return func() []string {
 		time.Sleep(100 * time.Millisecond) // let notifications arrive
 		close(done)

@@ -23,8 +23,10 @@ func (d *Driver) EnsureNetwork(n *v1.Network) error {
 	}
 	link, err := d.ensureBridgeLink(b)
 	if err != nil {
+		d.forgetBridge(b.name)
 		return err
 	}
+	d.rememberBridge(b.name, link.Attrs().Index) // it may have been recreated
 	if err := d.ensureNetworkSysctls(b); err != nil {
 		return err
 	}
@@ -140,6 +142,7 @@ func (d *Driver) DeleteNetwork(n *v1.Network) error {
 	if n == nil || n.Bridge == "" {
 		return fmt.Errorf("bridge driver: delete network: no bridge name")
 	}
+	defer d.forgetBridge(n.Bridge)
 	l, err := d.nl.LinkByName(n.Bridge)
 	if isNotFound(err) {
 		return nil
