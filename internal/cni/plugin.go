@@ -63,22 +63,11 @@ func Main() {
 
 // Add attaches the container to the knit network and prints the result.
 func (p *Plugin) Add(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData)
+	conf, res, err := p.ask(args, "/v1/cni/add", verbAdd)
 	if err != nil {
 		return err
 	}
-	if err := checkNetNS(args.Netns, p.ownNetNS); err != nil {
-		return err
-	}
-	req, err := attachment(conf, args)
-	if err != nil {
-		return err
-	}
-	var res v1.CNIResult
-	if err := p.newClient(conf).do("POST", "/v1/cni/add", req, &res); err != nil {
-		return toCNIError(verbAdd, err)
-	}
-	out, err := buildResult(conf.CNIVersion, &res, conf.PrevResult)
+	out, err := buildResult(conf.CNIVersion, res, conf.PrevResult)
 	if err != nil {
 		return err
 	}
@@ -88,25 +77,35 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 // Check asks knitd whether its record and the kernel still match, then
 // compares knitd's answer with the runtime's prevResult.
 func (p *Plugin) Check(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData)
+	conf, res, err := p.ask(args, "/v1/cni/check", verbCheck)
 	if err != nil {
 		return err
 	}
+	if conf.PrevResult != nil {
+		return checkPrevResult(conf.PrevResult, res)
+	}
+	return nil
+}
+
+// ask parses the configuration, checks the namespace and sends the
+// attachment to knitd at path.
+func (p *Plugin) ask(args *skel.CmdArgs, path string, v verb) (*NetConf, *v1.CNIResult, error) {
+	conf, err := parseConf(args.StdinData)
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := checkNetNS(args.Netns, p.ownNetNS); err != nil {
-		return err
+		return nil, nil, err
 	}
 	req, err := attachment(conf, args)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	var res v1.CNIResult
-	if err := p.newClient(conf).do("POST", "/v1/cni/check", req, &res); err != nil {
-		return toCNIError(verbCheck, err)
+	if err := p.newClient(conf).do("POST", path, req, &res); err != nil {
+		return nil, nil, toCNIError(v, err)
 	}
-	if conf.PrevResult != nil {
-		return checkPrevResult(conf.PrevResult, &res)
-	}
-	return nil
+	return conf, &res, nil
 }
 
 // Del removes the attachment. It tears down from knitd's state, so an
