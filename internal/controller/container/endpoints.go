@@ -47,6 +47,10 @@ func (c *Controller) ensureEndpoints(ctr *v1.Container, nets map[string]*v1.Netw
 	if ctr.NetworkMode != v1.DriverBridge {
 		return nil
 	}
+	// Published ports go to nftables while the veths are made: the two do not
+	// depend on each other, and a DNAT toward an address not yet up is harmless.
+	portsDone := make(chan error, 1)
+	go func() { portsDone <- c.opts.Dataplane.SetPorts(ctr.ID, portsFor(ctr, nets)) }()
 	gw := gateways(ctr, nets)
 	c.mu.Lock()
 	applied := slices.Clone(c.applied[ctr.ID])
@@ -70,7 +74,7 @@ func (c *Controller) ensureEndpoints(ctr *v1.Container, nets map[string]*v1.Netw
 		}
 		c.setApplied(ctr.ID, appliedEP{hostVeth: spec.HostVeth, fingerprint: fp, at: time.Now()})
 	}
-	if err := c.opts.Dataplane.SetPorts(ctr.ID, portsFor(ctr, nets)); err != nil {
+	if err := <-portsDone; err != nil {
 		errs = append(errs, fmt.Errorf("published ports: %w", err))
 	}
 	c.opts.DNS.SetContainer(dnsRecord(ctr, nets))
