@@ -47,9 +47,9 @@ knit network create backend --internal >/dev/null
 knit network ls
 
 echo "== containers"
-knit run -d --name web --network frontend --network backend -- "$BIN/probe" serve 8080 >/dev/null
-knit run -d --name app --network backend -- "$BIN/probe" serve 8080 >/dev/null
-knit run -d --name db --network backend -- "$BIN/probe" serve 8080 >/dev/null
+knit run -d --name web --hostname web --network frontend --network backend -- "$BIN/probe" serve 8080 >/dev/null
+knit run -d --name app --hostname app --network backend -- "$BIN/probe" serve 8080 >/dev/null
+knit run -d --name db --hostname db --network backend -- "$BIN/probe" serve 8080 >/dev/null
 sleep 0.2
 knit ps
 
@@ -65,6 +65,16 @@ for from in web app db; do
       printf '  %-4s -> %-4s via %-9s %-12s %s\n' "$from" "$to" "$net" "$ip" "$r"
     done
   done
+done
+echo
+echo "== by name, through knit's DNS (each container asks its network's gateway)"
+for pair in "app db" "web app" "db web"; do
+  set -- $pair
+  if out=$(knit exec "$1" -- "$BIN/probe" dial "$2:8080" 2>/dev/null); then
+    printf '  %-4s -> %-4s:8080 answered by %s\n' "$1" "$2" "$(echo "$out" | awk '{print $1}')"
+  else
+    printf '  %-4s -> %-4s:8080 failed\n' "$1" "$2"
+  fi
 done
 echo
 echo "== who reaches the outside (198.51.100.2:9000)"
