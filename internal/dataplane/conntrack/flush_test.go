@@ -34,14 +34,14 @@ func TestFlushUDP(t *testing.T) {
 	})
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "kt-br"}}
 	must(t, "add bridge", host.Netlink.LinkAdd(br))
-	addrUp(t, host.Netlink, br, "10.20.0.1/24")
-	veth(t, host, "kt-up", 0, outside, "192.168.200.2/24", "")
+	nstest.AddrUp(t, host.Netlink, br, "10.20.0.1/24")
+	nstest.Veth(t, host, "kt-up", 0, outside, []string{"192.168.200.2/24"}, nil)
 	up, err := host.Netlink.LinkByName("kt-up")
 	must(t, "find kt-up", err)
-	addrUp(t, host.Netlink, up, "192.168.200.1/24")
+	nstest.AddrUp(t, host.Netlink, up, "192.168.200.1/24")
 	for i, name := range []string{"c1", "c2"} {
 		c := nstest.New(t, name)
-		veth(t, host, "kt-"+name, br.Index, c, "10.20.0."+string(rune('2'+i))+"/24", "10.20.0.1")
+		nstest.Veth(t, host, "kt-"+name, br.Index, c, []string{"10.20.0." + string(rune('2'+i)) + "/24"}, []string{"10.20.0.1"})
 		serveUDP(t, c, name, 8081)
 	}
 	serveUDP(t, outside, "outside", 5353)
@@ -182,38 +182,6 @@ func serveUDP(t *testing.T, ns *nstest.NS, name string, port int) {
 			_, _ = pc.WriteTo([]byte(name), from)
 		}
 	}()
-}
-
-// veth makes a veth pair: hostName in host (enslaved to master unless 0,
-// up) and eth0 in ns with addr and a default route via gw (unless "").
-func veth(t *testing.T, host *nstest.NS, hostName string, master int, ns *nstest.NS, addr, gw string) {
-	t.Helper()
-	v := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: hostName, MasterIndex: master},
-		PeerName:      "eth0",
-		PeerNamespace: netlink.NsFd(int(ns.Handle)),
-	}
-	must(t, "add veth "+hostName, host.Netlink.LinkAdd(v))
-	hl, err := host.Netlink.LinkByName(hostName)
-	must(t, "find "+hostName, err)
-	must(t, "up "+hostName, host.Netlink.LinkSetUp(hl))
-	eth, err := ns.Netlink.LinkByName("eth0")
-	must(t, "find eth0 in "+ns.Name, err)
-	addrUp(t, ns.Netlink, eth, addr)
-	if gw != "" {
-		must(t, "default route in "+ns.Name, ns.Netlink.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: net.ParseIP(gw)}))
-	}
-}
-
-// addrUp adds the addresses and sets the link up.
-func addrUp(t *testing.T, h *netlink.Handle, l netlink.Link, addrs ...string) {
-	t.Helper()
-	for _, a := range addrs {
-		addr, err := netlink.ParseAddr(a)
-		must(t, "parse "+a, err)
-		must(t, "add address "+a+" to "+l.Attrs().Name, h.AddrAdd(l, addr))
-	}
-	must(t, "up "+l.Attrs().Name, h.LinkSetUp(l))
 }
 
 func must(t *testing.T, what string, err error) {

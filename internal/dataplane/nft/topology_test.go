@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/knit-net/knit/internal/testutil/nstest"
 )
@@ -68,7 +67,7 @@ func newTopology(t *testing.T) *topology {
 	} {
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.name}}
 		must(t, "add bridge "+b.name, h.LinkAdd(br))
-		addrUp(t, h, br, b.gw4, b.gw6)
+		nstest.AddrUp(t, h, br, b.gw4, b.gw6)
 		for i, name := range b.ctrs {
 			c := nstest.New(t, name)
 			tp.ctr[name] = c
@@ -77,13 +76,13 @@ func newTopology(t *testing.T) *topology {
 			if b.net6 != "" {
 				v6 = b.net6 + suffix + "/64"
 			}
-			veth(t, tp.host, "kt-"+name, br.Attrs().Index, c, b.net4+suffix+"/24", b.gw4, v6, b.gw6)
+			nstest.Veth(t, tp.host, "kt-"+name, br.Attrs().Index, c, []string{b.net4 + suffix + "/24", v6}, []string{b.gw4, b.gw6})
 		}
 	}
-	veth(t, tp.host, "kt-up", 0, tp.outside, "192.168.100.2/24", "", "fd00:100::2/64", "")
+	nstest.Veth(t, tp.host, "kt-up", 0, tp.outside, []string{"192.168.100.2/24", "fd00:100::2/64"}, nil)
 	up, err := h.LinkByName("kt-up")
 	must(t, "find kt-up", err)
-	addrUp(t, h, up, "192.168.100.1/24", "fd00:100::1/64")
+	nstest.AddrUp(t, h, up, "192.168.100.1/24", "fd00:100::1/64")
 	oeth, err := tp.outside.Netlink.LinkByName("eth0")
 	must(t, "find outside eth0", err)
 	_, internal, _ := net.ParseCIDR("10.10.2.0/24")
@@ -94,48 +93,6 @@ func newTopology(t *testing.T) *topology {
 		serve(t, ns)
 	}
 	return tp
-}
-
-// veth makes a veth pair: hostName in host (enslaved to master unless 0, up)
-// and eth0 in ns with the given addresses and default routes via the
-// gateways (given as prefixes, as the bridge carries them).
-func veth(t *testing.T, host *nstest.NS, hostName string, master int, ns *nstest.NS, addr4, gw4, addr6, gw6 string) {
-	t.Helper()
-	v := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: hostName, MasterIndex: master},
-		PeerName:      "eth0",
-		PeerNamespace: netlink.NsFd(int(ns.Handle)),
-	}
-	must(t, "add veth "+hostName, host.Netlink.LinkAdd(v))
-	hl, err := host.Netlink.LinkByName(hostName)
-	must(t, "find "+hostName, err)
-	must(t, "up "+hostName, host.Netlink.LinkSetUp(hl))
-	eth, err := ns.Netlink.LinkByName("eth0")
-	must(t, "find eth0 in "+ns.Name, err)
-	addrUp(t, ns.Netlink, eth, addr4, addr6)
-	for _, gw := range []string{gw4, gw6} {
-		if gw == "" {
-			continue
-		}
-		ip, _, _ := net.ParseCIDR(gw)
-		must(t, "default route in "+ns.Name, ns.Netlink.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: ip}))
-	}
-}
-
-// addrUp adds the addresses (empty ones skipped; IPv6 without duplicate
-// address detection, so they are usable at once) and sets the link up.
-func addrUp(t *testing.T, h *netlink.Handle, l netlink.Link, addrs ...string) {
-	t.Helper()
-	for _, a := range addrs {
-		if a == "" {
-			continue
-		}
-		addr, err := netlink.ParseAddr(a)
-		must(t, "parse "+a, err)
-		addr.Flags = unix.IFA_F_NODAD
-		must(t, "add address "+a+" to "+l.Attrs().Name, h.AddrAdd(l, addr))
-	}
-	must(t, "up "+l.Attrs().Name, h.LinkSetUp(l))
 }
 
 // serve listens on port 8080 in ns and answers every connection with the
