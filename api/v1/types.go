@@ -93,11 +93,18 @@ type Endpoint struct {
 // Container is a process in its own network, UTS and mount namespaces (unless
 // it shares another container's network namespace, or the host's).
 type Container struct {
-	ID       string            `json:"id"`
-	Name     string            `json:"name"`
-	Hostname string            `json:"hostname"`
-	Command  []string          `json:"command"`
-	Labels   map[string]string `json:"labels,omitempty"`
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	Hostname string   `json:"hostname"`
+	Command  []string `json:"command"`
+	// Namespace and Labels are what Kubernetes Services (and policies)
+	// select containers by; Namespace is "default" unless given.
+	Namespace string            `json:"namespace"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// ContainerPorts name the ports the container serves, for targetPort
+	// by name; Readiness, when set, decides when it is a ready endpoint.
+	ContainerPorts []ContainerPort `json:"containerPorts,omitempty"`
+	Readiness      *Probe          `json:"readiness,omitempty"`
 	// Endpoints in interface order. Empty for host, none and shared namespaces.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
 	// NetworkMode is "bridge" for containers with endpoints, "host", "none",
@@ -138,14 +145,20 @@ type ContainerStatus struct {
 	FinishedAt         time.Time `json:"finishedAt,omitzero"`
 	Error              string    `json:"error,omitempty"`
 	ObservedGeneration int64     `json:"observedGeneration"`
+	// Ready is written by the readiness prober: the container passes its
+	// readiness probe. Containers without one are ready while running.
+	Ready bool `json:"ready,omitempty"`
 }
 
 // ContainerCreate is the body of POST /v1/containers.
 type ContainerCreate struct {
-	Name     string            `json:"name,omitempty"`
-	Hostname string            `json:"hostname,omitempty"`
-	Command  []string          `json:"command"`
-	Labels   map[string]string `json:"labels,omitempty"`
+	Name           string            `json:"name,omitempty"`
+	Hostname       string            `json:"hostname,omitempty"`
+	Command        []string          `json:"command"`
+	Namespace      string            `json:"namespace,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	ContainerPorts []ContainerPort   `json:"containerPorts,omitempty"`
+	Readiness      *Probe            `json:"readiness,omitempty"`
 	// Networks to attach, in interface order; "host", "none" or
 	// "container:NAME" must stand alone. Empty means the default bridge.
 	Networks []string `json:"networks,omitempty"`
@@ -188,4 +201,25 @@ type Error struct {
 	// exhausted, internal.
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// ContainerPort is a port the container serves, named for Services'
+// targetPort (`knit run --port http=8080/tcp`).
+type ContainerPort struct {
+	Name     string `json:"name"`
+	Port     uint16 `json:"port"`
+	Protocol string `json:"protocol"` // "tcp", "udp" or "sctp"
+}
+
+// Probe is a readiness check run by knitd from the host against the
+// container's first address: a TCP connect, or an HTTP GET that must answer
+// 2xx or 3xx. Port may name a ContainerPort.
+type Probe struct {
+	Type string `json:"type"` // "tcp" or "http"
+	Port string `json:"port"`
+	Path string `json:"path,omitempty"`
+	// Period between probes and Timeout of one; zero means the defaults
+	// (250 ms and 1 s).
+	Period  time.Duration `json:"period,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
 }

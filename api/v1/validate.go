@@ -203,6 +203,9 @@ func (r *ContainerCreate) Validate() error {
 	if err := ValidatePorts(owner, r.Ports); err != nil {
 		return err
 	}
+	if err := r.validateService(owner); err != nil {
+		return err
+	}
 	if err := ValidateAliases(owner, r.Aliases); err != nil {
 		return err
 	}

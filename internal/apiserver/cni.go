@@ -164,8 +164,10 @@ func (s *Server) newCNIContainer(tx store.Tx, req *v1.CNIAttach, id string, sock
 		CNI:        &v1.CNIAttachmentID{ContainerID: req.ContainerID, IfName: req.IfName},
 		CNINetwork: req.CNINetwork,
 		Status:     v1.ContainerStatus{State: v1.StateCreated},
+		Namespace:  v1.DefaultNamespace,
 	}
 	if req.PodNamespace != "" {
+		c.Namespace = req.PodNamespace
 		c.Labels = map[string]string{"io.kubernetes.pod.namespace": req.PodNamespace}
 	}
 	statics, err := assignStatics(name, []*v1.Network{n}, req.IPs)

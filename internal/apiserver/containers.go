@@ -59,7 +59,8 @@ func (s *Server) CreateContainer(ctx context.Context, req v1.ContainerCreate) (*
 	}
 	id := newID()
 	c := &v1.Container{
-		ID: id, Name: req.Name, Hostname: req.Hostname, Command: req.Command, Labels: req.Labels,
+		ID: id, Name: req.Name, Hostname: req.Hostname, Command: req.Command,
+		Namespace: req.Namespace, Labels: req.Labels, ContainerPorts: req.ContainerPorts, Readiness: req.Readiness,
 		DNS: req.DNS, ExtraHosts: req.ExtraHosts,
 		Created: time.Now().UTC(), Generation: 1, Status: v1.ContainerStatus{State: v1.StateCreated},
 	}

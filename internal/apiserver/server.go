@@ -49,6 +49,8 @@ type Options struct {
 	LogPath func(id string) string
 	// WaitTimeout bounds how long a call waits for the reconcilers.
 	WaitTimeout time.Duration
+	// Services configures ClusterIP, node port and load balancer allocation.
+	Services ServiceOptions
 	// Debug serves Go's profiler under /debug/pprof/ (the socket is root-only).
 	Debug bool
 }
@@ -87,6 +89,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/containers/{name}", s.deleteContainer)
 	mux.HandleFunc("POST /v1/containers/{name}/stop", s.stopContainer)
 	mux.HandleFunc("GET /v1/containers/{name}/logs", s.logs)
+	mux.HandleFunc("POST /v1/containers/{name}/labels", s.labelContainer)
+	mux.HandleFunc("POST /v1/apply", s.apply)
+	mux.HandleFunc("GET /v1/services", s.listServices)
+	mux.HandleFunc("GET /v1/services/{namespace}/{name}", s.getService)
+	mux.HandleFunc("DELETE /v1/services/{namespace}/{name}", s.deleteService)
 	mux.HandleFunc("POST /v1/cni/add", s.cniAdd)
 	mux.HandleFunc("POST /v1/cni/check", s.cniCheck)
 	mux.HandleFunc("POST /v1/cni/del", s.cniDel)

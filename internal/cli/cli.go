@@ -1,6 +1,11 @@
 // Package cli is the knit command line: docker-network-like commands that
-// call knitd's API and print readable tables, or JSON with -o json. Every
-// error is printed as knitd (or flag parsing) phrased it, with a non-zero exit.
+// call knitd's API and print readable tables, or JSON with -o json, and
+// kubectl-like ones (apply, get, describe, delete, label) for Kubernetes
+// Services, with kubectl's output. Every error is printed as knitd (or flag
+// or manifest parsing) phrased it, with a non-zero exit.
+//
+// This package (through internal/manifest) is the only one that imports
+// the Kubernetes modules; knitd and knit-cni must not depend on it.
 package cli
 
 import (
@@ -11,9 +16,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,8 +31,10 @@ import (
 type app struct {
 	socket string
 	output string
+	stdin  io.Reader // for -f -
 	stdout io.Writer
 	stderr io.Writer
+	now    func() time.Time // AGE columns; nil means time.Now
 }
 
 func (a *app) client() *client.Client { return client.New(a.socket) }
@@ -38,10 +47,18 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 // Main runs the CLI with os.Args and returns the process exit code.
 func Main() int {
-	a := &app{stdout: os.Stdout, stderr: os.Stderr}
-	root := a.rootCmd()
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return a.execute(ctx, os.Args[1:])
+}
+
+// execute runs the command line args and returns the exit code.
+func (a *app) execute(ctx context.Context, args []string) int {
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {
@@ -61,19 +78,36 @@ func (a *app) rootCmd() *cobra.Command {
 		Short:         "container networking for Linux",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
-			if a.output != "table" && a.output != "json" {
-				return fmt.Errorf("-o %q: unknown output format; use table or json", a.output)
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			formats := []string{"table", "json"}
+			if f, ok := cmd.Annotations[outputsAnnotation]; ok {
+				formats = strings.Split(f, ",")
+			}
+			if !slices.Contains(formats, a.output) {
+				return fmt.Errorf("-o %q: unknown output format; use %s", a.output, orList(formats))
 			}
 			return nil
 		},
 	}
 	root.PersistentFlags().StringVar(&a.socket, "socket", client.SocketFromEnv(), "knitd's API socket (or $KNIT_SOCKET)")
-	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json (knit get: also wide, yaml and name)")
 	root.AddCommand(a.networkCmd())
 	root.AddCommand(a.containerCmds()...)
 	root.AddCommand(a.cniCmd())
+	root.AddCommand(a.kubeCmds()...)
 	return root
+}
+
+// outputsAnnotation lists, comma-separated, the -o formats a command takes
+// when they are not table and json.
+const outputsAnnotation = "knit/outputs"
+
+// orList writes "a or b", "a, b or c".
+func orList(ss []string) string {
+	if len(ss) < 2 {
+		return strings.Join(ss, "")
+	}
+	return strings.Join(ss[:len(ss)-1], ", ") + " or " + ss[len(ss)-1]
 }
 
 func (a *app) json(v any) error {

@@ -25,7 +25,8 @@ func (a *app) containerCmds() []*cobra.Command {
 func (a *app) runCmd() *cobra.Command {
 	var req v1.ContainerCreate
 	var detach, remove bool
-	var ips, labels, publish, dnsServers, addHosts []string
+	var ips, labels, publish, dnsServers, addHosts, ctrPorts []string
+	var probe probeFlags
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD [ARGS...]",
 		Short: "run a command in a new container",
@@ -69,6 +70,12 @@ func (a *app) runCmd() *cobra.Command {
 			if req.Labels, err = parseLabels(owner, labels); err != nil {
 				return err
 			}
+			if req.ContainerPorts, err = parseContainerPorts(owner, ctrPorts); err != nil {
+				return err
+			}
+			if req.Readiness, err = probe.parse(owner, req.ContainerPorts); err != nil {
+				return err
+			}
 			var c v1.Container
 			if err := a.client().Do(cmd.Context(), http.MethodPost, "/v1/containers", &req, &c); err != nil {
 				return err
@@ -91,6 +98,11 @@ func (a *app) runCmd() *cobra.Command {
 	f.StringArrayVar(&req.Networks, "network", nil, "network to attach (repeat for several), host, none, or container:NAME")
 	f.StringArrayVar(&ips, "ip", nil, "static address (one per network and family)")
 	f.StringArrayVar(&labels, "label", nil, "label key=value")
+	f.StringVarP(&req.Namespace, "namespace", "n", "", `namespace of the container, for Service selectors (default "default")`)
+	f.StringArrayVar(&ctrPorts, "port", nil, "named container port NAME=PORT[/tcp|udp|sctp] for a Service's targetPort (repeat for several)")
+	f.StringVar(&probe.spec, "readiness", "", "readiness probe tcp:PORT or http:PORT[/path]; PORT is a number or a --port name")
+	f.DurationVar(&probe.period, "readiness-period", 0, "time between readiness probes (default 250ms)")
+	f.DurationVar(&probe.timeout, "readiness-timeout", 0, "time one readiness probe may take (default 1s)")
 	f.StringArrayVarP(&publish, "publish", "p", nil, "publish [hostIP:][hostPort[-end]:]containerPort[-end][/tcp|udp|sctp]")
 	f.StringArrayVar(&req.Aliases, "alias", nil, "extra DNS name on the container's networks")
 	f.StringArrayVar(&dnsServers, "dns", nil, "name server for names knit does not know")
@@ -135,6 +147,7 @@ func (a *app) attach(ctx context.Context, name string, remove bool) error {
 
 func (a *app) psCmd() *cobra.Command {
 	var all, quiet bool
+	var ns nsFlags
 	cmd := &cobra.Command{
 		Use: "ps", Short: "list containers", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -144,7 +157,7 @@ func (a *app) psCmd() *cobra.Command {
 			}
 			shown := cs[:0]
 			for _, c := range cs {
-				if all || c.Status.State != v1.StateExited {
+				if (all || c.Status.State != v1.StateExited) && (ns.namespace == "" || containerNamespace(&c) == ns.namespace) {
 					shown = append(shown, c)
 				}
 			}
@@ -175,15 +188,34 @@ func (a *app) psCmd() *cobra.Command {
 				for _, p := range c.Ports {
 					ports = append(ports, portString(p))
 				}
-				rows = append(rows, []string{c.Name, short(c.ID), st, strings.Join(nets, ","), dash(strings.Join(addrs, ",")), dash(strings.Join(ports, ",")), strings.Join(c.Command, " ")})
+				row := []string{c.Name, short(c.ID), st, strings.Join(nets, ","), dash(strings.Join(addrs, ",")), dash(strings.Join(ports, ",")), strings.Join(c.Command, " ")}
+				if ns.allNamespaces {
+					row = append([]string{containerNamespace(&c)}, row...)
+				}
+				rows = append(rows, row)
 			}
-			a.table([]string{"NAME", "ID", "STATE", "NETWORKS", "ADDRESSES", "PORTS", "COMMAND"}, rows)
+			header := []string{"NAME", "ID", "STATE", "NETWORKS", "ADDRESSES", "PORTS", "COMMAND"}
+			if ns.allNamespaces {
+				header = append([]string{"NAMESPACE"}, header...)
+			}
+			a.table(header, rows)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "include exited containers")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "names only")
+	cmd.Flags().StringVarP(&ns.namespace, "namespace", "n", "", "only containers of this namespace (default: every namespace)")
+	cmd.Flags().BoolVarP(&ns.allNamespaces, "all-namespaces", "A", false, "add a NAMESPACE column")
 	return cmd
+}
+
+// containerNamespace is the container's namespace; records written before
+// namespaces existed have none and are in "default".
+func containerNamespace(c *v1.Container) string {
+	if c.Namespace == "" {
+		return v1.DefaultNamespace
+	}
+	return c.Namespace
 }
 
 func (a *app) inspectCmd() *cobra.Command {

@@ -19,6 +19,8 @@ import (
 //     record but an OPT of version 0 without options;
 //   - a name of letters, digits, '-' and '_' that is not a reverse name;
 //   - the name is local or NXDOMAIN for this client (notLocal is forwarded);
+//   - in the zone of services, the answer has only addresses, or none: no
+//     CNAME (ExternalName), SRV or TXT record, no pod name;
 //   - the answer fits the client's UDP size with compression.
 func (s *Server) answerFast(q []byte, src netip.Addr, out []byte) ([]byte, bool) {
 	if len(q) < 12+1+4 || q[2]&0xf8 != 0 { // QR and opcode
@@ -89,11 +91,22 @@ func (s *Server) answerFast(q []byte, src netip.Addr, out []byte) ([]byte, bool)
 		return nil, false
 	}
 
-	sn := s.snap.Load()
 	var buf [4]rrset
-	sets, k := sn.matchName(sn.client(src), name[:nl], buf[:0])
-	if k == notLocal {
-		return nil, false
+	var sets []rrset
+	var k kind
+	rel, inZone := zoneRel(name[:nl], s.zone)
+	if sx := s.svcs.Load(); sx != nil && inZone {
+		rs, kz, ok := sx.fastLookup(rel, qtype)
+		if !ok {
+			return nil, false
+		}
+		sets, k = append(buf[:0], rs), kz
+	} else {
+		sn := s.snap.Load()
+		sets, k = sn.matchName(sn.client(src), name[:nl], buf[:0])
+		if k == notLocal {
+			return nil, false
+		}
 	}
 	rcode, n, rdlen := byte(dns.RcodeSuccess), 0, 0
 	switch {

@@ -38,20 +38,29 @@ func (w *fakeWriter) TsigStatus() error   { return nil }
 func (w *fakeWriter) TsigTimersOnly(bool) {}
 func (w *fakeWriter) Hijack()             {}
 
-// offlineServer is a server loaded with world() that listens nowhere and
-// forwards to a fake exchange: the query echoed as an empty answer, or an
-// error for queries of odd length.
+// offlineServer is a server loaded with world() and testServices() that
+// listens nowhere and forwards to a fake exchange: an empty answer (the
+// query's header and question), or an error for queries of odd length. The
+// rest of the query is not echoed: a record miekg/dns packs but cannot
+// unpack (a client's TSIG) would make the answer unreadable.
 func offlineServer() *Server {
 	s := New(Options{Upstreams: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}})
 	for _, c := range world(netip.MustParseAddrPort("127.0.0.1:2")) {
 		s.SetContainer(c)
 	}
+	s.SetServices(testServices())
 	s.exchange = func(_ context.Context, q []byte, _ []netip.AddrPort, _ bool) ([]byte, error) {
 		if len(q)%2 == 1 {
 			return nil, errors.New("fake upstream down")
 		}
-		a := slices.Clone(q)
+		_, off, err := dns.UnpackDomainName(q, 12)
+		if err != nil || len(q) < off+4 {
+			return nil, errors.New("fake upstream: no question")
+		}
+		a := slices.Clone(q[:off+4])
 		a[2] |= 0x80
+		binary.BigEndian.PutUint16(a[4:], 1)
+		clear(a[6:12])
 		return a, nil
 	}
 	return s
@@ -71,8 +80,17 @@ func seeds() [][]byte {
 	}
 	rev, _ := dns.ReverseAddr("127.0.1.2")
 	rev6, _ := dns.ReverseAddr("fd00::2")
-	for _, n := range []string{"web.", "APP.", "svc.", "db.", "frontend.", "database.", "web-host.", "fwd.example.", "vault-peer.", rev, rev6, "."} {
-		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypePTR, dns.TypeMX} {
+	revSvc, _ := dns.ReverseAddr("10.96.0.10")
+	names := []string{"web.", "APP.", "svc.", "db.", "frontend.", "database.", "web-host.", "fwd.example.", "vault-peer.", rev, rev6, revSvc, "."}
+	for _, n := range []string{"web.default", "WEB.Default", "db.prod", "db-0.db.prod", "10-244-0-7.db.prod", "many.prod", "empty.prod",
+		"pending.default", "v6only.default", "ext.default", "alias.default", "loop-a.default", "_http._tcp.web.default", "_tcp.web.default",
+		"_mysql._tcp.db.prod", "nope.default", "default", "prod", "nope"} {
+		names = append(names, n+".svc.cluster.local.")
+	}
+	names = append(names, "svc.cluster.local.", "cluster.local.", "dns-version.cluster.local.", "x.cluster.local.",
+		"10-1-2-3.default.pod.cluster.local.", "default.pod.cluster.local.", "pod.cluster.local.")
+	for _, n := range names {
+		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypePTR, dns.TypeMX, dns.TypeSRV, dns.TypeTXT, dns.TypeCNAME} {
 			add(n, t, false)
 			add(n, t, true)
 		}
@@ -181,7 +199,8 @@ func TestFastPathMatchesServeDNS(t *testing.T) {
 			checkQuery(t, s, pkt, src)
 		}
 	}
-	for _, name := range []string{"web.", "APP.", "svc.", "db."} {
+	for _, name := range []string{"web.", "APP.", "svc.", "db.", "web.default.svc.cluster.local.", "DB.prod.svc.cluster.local.",
+		"db-0.db.prod.svc.cluster.local.", "nope.default.svc.cluster.local.", "default.svc.cluster.local."} {
 		m := new(dns.Msg)
 		m.SetQuestion(name, dns.TypeA)
 		b, _ := m.Pack()

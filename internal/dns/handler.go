@@ -41,7 +41,8 @@ func peer(w dns.ResponseWriter) (netip.Addr, bool) {
 
 // resolve returns the answer to r when the server gives it itself: local
 // names, NXDOMAIN, REFUSED for internal clients, and errors in the query.
-// Otherwise it returns nil and the client whose upstreams get the query.
+// Otherwise it returns nil and the client whose upstreams get the query. It
+// blocks only to follow an ExternalName service's CNAME (chase.go).
 func (s *Server) resolve(r *dns.Msg, src netip.Addr, tcp bool) (*dns.Msg, *client) {
 	m := new(dns.Msg)
 	m.SetReply(r)
@@ -68,6 +69,9 @@ func (s *Server) resolve(r *dns.Msg, src netip.Addr, tcp bool) (*dns.Msg, *clien
 	switch {
 	case k == local:
 		m.Authoritative = true
+		if target := cnameTarget(m, q); target != "" {
+			s.chase(m, q, target, sn, cl, tcp)
+		}
 	case k == nxDomain:
 		m.Authoritative = true
 		m.Rcode = dns.RcodeNameError
@@ -79,40 +83,63 @@ func (s *Server) resolve(r *dns.Msg, src netip.Addr, tcp bool) (*dns.Msg, *clien
 	return s.finish(m, opt, tcp), nil
 }
 
-// answerLocal adds to m the answers to q from the containers the client
-// sees, and tells what the server knows of the name.
+// answerLocal adds to m the answers to q from the services and from the
+// containers the client sees, and tells what the server knows of the name.
 func (s *Server) answerLocal(m *dns.Msg, sn *snapshot, cl *client, q dns.Question) kind {
 	name := lowerName(q.Name)
+	sx := s.svcs.Load()
 	if a, ok := reverseAddr(name); ok {
+		// a service's name first: every client sees it, and it is the name
+		// a headless endpoint resolves itself by
 		target, k := sn.matchPTR(cl, a)
+		if t, ok := sx.ptrOf(a); ok {
+			target, k = t, local
+		}
 		if k == local && q.Qtype == dns.TypePTR {
 			m.Answer = append(m.Answer, &dns.PTR{Hdr: s.header(q.Name, dns.TypePTR), Ptr: target})
 		}
 		return k
+	}
+	if sx != nil {
+		if rel, ok := zoneRel(name, s.zone); ok {
+			e := sx.lookup(rel)
+			if e == nil {
+				return nxDomain
+			}
+			s.answerZone(m, q, e)
+			return local
+		}
 	}
 	if len(name) > maxNameLen {
 		return notLocal
 	}
 	var buf [4]rrset
 	sets, k := sn.matchName(cl, []byte(name), buf[:0])
-	if k != local {
-		return k
+	if k == local {
+		m.Answer = s.appendAddrs(m.Answer, q.Name, q.Qtype, sets)
 	}
-	switch q.Qtype {
+	return k
+}
+
+// appendAddrs appends to rrs the A (or AAAA, by qtype; other types: none)
+// records of the addresses in sets, named name, rotated per call (round
+// robin).
+func (s *Server) appendAddrs(rrs []dns.RR, name string, qtype uint16, sets []rrset) []dns.RR {
+	switch qtype {
 	case dns.TypeA:
 		n := count(sets, false)
 		for i, start := 0, s.rotation(n); i < n; i++ {
 			b := nth4(sets, (start+i)%n)
-			m.Answer = append(m.Answer, &dns.A{Hdr: s.header(q.Name, dns.TypeA), A: net.IP(b[:])})
+			rrs = append(rrs, &dns.A{Hdr: s.header(name, dns.TypeA), A: net.IP(b[:])})
 		}
 	case dns.TypeAAAA:
 		n := count(sets, true)
 		for i, start := 0, s.rotation(n); i < n; i++ {
 			b := nth16(sets, (start+i)%n)
-			m.Answer = append(m.Answer, &dns.AAAA{Hdr: s.header(q.Name, dns.TypeAAAA), AAAA: net.IP(b[:])})
+			rrs = append(rrs, &dns.AAAA{Hdr: s.header(name, dns.TypeAAAA), AAAA: net.IP(b[:])})
 		}
 	}
-	return local
+	return rrs
 }
 
 func (s *Server) header(name string, t uint16) dns.RR_Header {

@@ -155,3 +155,19 @@ func Owners(tx store.Tx, netID string) (map[netip.Addr]string, error) {
 	}
 	return m, nil
 }
+
+// Owner returns who holds address a of network netID.
+func Owner(tx store.Tx, netID string, a netip.Addr) (string, bool, error) {
+	v, ok, err := tx.Get(addrKey(netID, a))
+	return string(v), ok, err
+}
+
+// Claim gives a of network netID to owner without any check (the caller
+// has checked Owner and the range); claiming one's own address writes
+// nothing.
+func Claim(tx store.Tx, netID string, a netip.Addr, owner string) error {
+	if v, ok, err := tx.Get(addrKey(netID, a)); err != nil || ok && string(v) == owner {
+		return err
+	}
+	return tx.Put(addrKey(netID, a), []byte(owner))
+}

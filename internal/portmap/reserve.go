@@ -46,7 +46,7 @@ func holder(tx store.Tx, proto string, ip netip.Addr, port uint16, host HostHold
 	for _, kv := range kvs {
 		other := kv.Key[strings.LastIndexByte(kv.Key, '/')+1:]
 		if other == "*" || !ip.IsValid() || other == ip.String() {
-			return fmt.Sprintf("container %q", string(kv.Value)), nil
+			return describeOwner(string(kv.Value)), nil
 		}
 	}
 	if host != nil {
@@ -143,4 +143,64 @@ func Release(tx store.Tx, owner string, ports []v1.PortMapping) error {
 		}
 	}
 	return nil
+}
+
+// ServiceOwner is how a service's node ports are recorded.
+func ServiceOwner(namespace, name string) string { return "service " + namespace + "/" + name }
+
+func describeOwner(owner string) string {
+	if strings.HasPrefix(owner, "service ") {
+		return owner
+	}
+	return fmt.Sprintf("container %q", owner)
+}
+
+// Holder returns who holds port/proto on every host address ("" if free):
+// knit's own reservations first, then the host's sockets.
+func Holder(tx store.Tx, proto string, port uint16, host HostHolder) (string, error) {
+	return holder(tx, proto, netip.Addr{}, port, host)
+}
+
+// Claim records owner as the holder of port/proto on every host address
+// (the caller has checked Holder); claiming one's own port writes nothing.
+func Claim(tx store.Tx, owner, proto string, port uint16) error {
+	key := bindingKey(proto, netip.Addr{}, port)
+	if v, ok, err := tx.Get(key); err != nil || ok && string(v) == owner {
+		return err
+	}
+	return tx.Put(key, []byte(owner))
+}
+
+// Unclaim frees port/proto if owner holds it.
+func Unclaim(tx store.Tx, owner, proto string, port uint16) error {
+	key := bindingKey(proto, netip.Addr{}, port)
+	v, ok, err := tx.Get(key)
+	if err != nil || !ok || string(v) != owner {
+		return err
+	}
+	return tx.Delete(key)
+}
+
+// PickFree returns a free port/proto in [lo, hi], starting the search at
+// from (so successive picks spread over the range).
+func PickFree(tx store.Tx, proto string, lo, hi, from uint16, host HostHolder) (uint16, bool, error) {
+	if from < lo || from > hi {
+		from = lo
+	}
+	p := from
+	for range int(hi-lo) + 1 {
+		who, err := holder(tx, proto, netip.Addr{}, p, host)
+		if err != nil {
+			return 0, false, err
+		}
+		if who == "" {
+			return p, true, nil
+		}
+		if p == hi {
+			p = lo
+		} else {
+			p++
+		}
+	}
+	return 0, false, nil
 }

@@ -3,7 +3,11 @@
 //
 //	networks/<name>    v1.Network
 //	containers/<name>  v1.Container
-//	ipam/…, ipamcursor/…  (package ipam)
+//	services/<namespace>/<name>  v1.Service
+//	ipam/…, ipamcursor/…  (package ipam; ClusterIPs and load balancer
+//	                        addresses under the pseudo networks "services"
+//	                        and "loadbalancers")
+//	ports/…               (package portmap; node ports too)
 package state
 
 import (
@@ -18,7 +22,11 @@ import (
 const (
 	NetworksPrefix   = "networks/"
 	ContainersPrefix = "containers/"
+	ServicesPrefix   = "services/"
 )
+
+// ServiceKey names one service.
+func ServiceKey(namespace, name string) string { return ServicesPrefix + namespace + "/" + name }
 
 // NetworkKey and ContainerKey name one object.
 func NetworkKey(name string) string   { return NetworksPrefix + name }
@@ -94,4 +102,24 @@ func DecodeContainer(b []byte) (*v1.Container, error) {
 func DecodeNetwork(b []byte) (*v1.Network, error) {
 	n := new(v1.Network)
 	return n, json.Unmarshal(b, n)
+}
+
+// GetService returns nil, nil when the service does not exist.
+func GetService(tx store.Tx, namespace, name string) (*v1.Service, error) {
+	return get[v1.Service](tx, ServiceKey(namespace, name))
+}
+
+// ListServices returns the services of a namespace ("" for all), ordered by
+// namespace and name.
+func ListServices(tx store.Tx, namespace string) ([]v1.Service, error) {
+	prefix := ServicesPrefix
+	if namespace != "" {
+		prefix += namespace + "/"
+	}
+	return list[v1.Service](tx, prefix)
+}
+
+// PutService writes svc.
+func PutService(tx store.Tx, svc *v1.Service) error {
+	return put(tx, ServiceKey(svc.Metadata.Namespace, svc.Metadata.Name), svc)
 }

@@ -42,7 +42,10 @@ type Options struct {
 	NetNSDir string
 	// HostResolvConf is read for the containers' resolv.conf.
 	HostResolvConf string
-	Logger         *slog.Logger
+	// ClusterDomain ("cluster.local") puts Kubernetes' search domains in
+	// the resolv.conf of containers that use knit's resolver.
+	ClusterDomain string
+	Logger        *slog.Logger
 }
 
 // Controller reconciles containers.

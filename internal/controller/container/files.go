@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	v1 "github.com/knit-net/knit/api/v1"
@@ -56,7 +57,8 @@ func (c *Controller) resolvConf(ctr, owner *v1.Container, nets map[string]*v1.Ne
 			options = append(options, f[1:]...)
 		}
 	}
-	if r, ok := resolverAddr(owner, nets); ok {
+	r, knitResolver := resolverAddr(owner, nets)
+	if knitResolver {
 		servers = []string{r.String()}
 	} else if len(ctr.DNS.Servers) > 0 {
 		servers = strs(ctr.DNS.Servers)
@@ -66,6 +68,9 @@ func (c *Controller) resolvConf(ctr, owner *v1.Container, nets map[string]*v1.Ne
 	}
 	if len(ctr.DNS.Options) > 0 {
 		options = ctr.DNS.Options
+	}
+	if knitResolver && c.opts.ClusterDomain != "" {
+		search, options = clusterSearch(ctr, c.opts.ClusterDomain, search, options)
 	}
 	var b bytes.Buffer
 	for _, s := range servers {
@@ -104,4 +109,29 @@ func strs[T fmt.Stringer](xs []T) []string {
 		out[i] = x.String()
 	}
 	return out
+}
+
+// clusterSearch puts Kubernetes' search domains for the container's
+// namespace in front of the others, so "backend" and "backend.default" find
+// services, with Kubernetes' ndots:5 unless an ndots option was given (it
+// makes names with fewer dots try the search list first; knit answers those
+// names itself, so the detour costs microseconds, not a round trip).
+func clusterSearch(ctr *v1.Container, domain string, search, options []string) ([]string, []string) {
+	ns := ctr.Namespace
+	if ns == "" {
+		ns = v1.DefaultNamespace
+	}
+	cluster := []string{ns + ".svc." + domain, "svc." + domain, domain}
+	out := slices.Clone(cluster)
+	for _, s := range search {
+		if !slices.Contains(cluster, s) {
+			out = append(out, s)
+		}
+	}
+	for _, o := range options {
+		if strings.HasPrefix(o, "ndots:") {
+			return out, options
+		}
+	}
+	return out, append(slices.Clone(options), "ndots:5")
 }

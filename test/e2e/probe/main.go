@@ -42,6 +42,12 @@ func main() {
 		udpDial(arg)
 	case "resolve":
 		resolve(arg)
+	case "dialn":
+		dialN(arg)
+	case "lookup":
+		lookup(arg)
+	case "readyserve":
+		readyServe(arg)
 	default:
 		fmt.Fprintln(os.Stderr, "probe: unknown mode", os.Args[1])
 		os.Exit(2)

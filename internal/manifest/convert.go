@@ -1,0 +1,59 @@
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
+
+	v1 "github.com/knit-net/knit/api/v1"
+)
+
+// toKnitService converts a decoded Kubernetes Service to knit's type by a
+// JSON round trip (knit's type uses the same field names). Server-written
+// fields are dropped first; any other field left that knit's type lacks is
+// an error naming it.
+func toKnitService(o *Object, ks *corev1.Service) (*v1.Service, error) {
+	k := ks.DeepCopy()
+	dropServerFields(&k.ObjectMeta)
+	k.Status = corev1.ServiceStatus{}
+	b, err := json.Marshal(k)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): encode: %w", o.Source, o.Ref(), err)
+	}
+	var s v1.Service
+	strict, err := kjson.UnmarshalStrict(b, &s, kjson.DisallowUnknownFields)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): convert to knit's Service: %w", o.Source, o.Ref(), err)
+	}
+	if len(strict) == 0 {
+		return &s, nil
+	}
+	fields := make([]string, len(strict))
+	for i, e := range strict {
+		fields[i] = e.Error()
+		var fe kjson.FieldError
+		if errors.As(e, &fe) {
+			fields[i] = fmt.Sprintf("%q", fe.FieldPath())
+		}
+	}
+	if len(fields) == 1 {
+		return nil, fmt.Errorf("error validating %s (%s): knit does not support the Kubernetes Service field %s; remove it", o.Source, o.Ref(), fields[0])
+	}
+	return nil, fmt.Errorf("error validating %s (%s): knit does not support the Kubernetes Service fields %s; remove them", o.Source, o.Ref(), strings.Join(fields, ", "))
+}
+
+// dropServerFields clears metadata that API servers write, so that a
+// manifest saved with get -o yaml applies again.
+func dropServerFields(m *metav1.ObjectMeta) {
+	m.UID = ""
+	m.ResourceVersion = ""
+	m.Generation = 0
+	m.CreationTimestamp = metav1.Time{}
+	m.ManagedFields = nil
+	m.SelfLink = ""
+}
