@@ -8,7 +8,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all build demo test test-unit bench bench-attach bench-ports bench-dns bench-cni clean
+.PHONY: all build demo test test-unit bench bench-attach bench-ports bench-services bench-policy bench-dns bench-cni clean
 
 all: build
 
@@ -29,7 +29,7 @@ test:
 test-unit:
 	$(GO) test -race -count=1 -short ./...
 
-bench: bench-attach bench-ports bench-dns bench-cni
+bench: bench-attach bench-ports bench-services bench-policy bench-dns bench-cni
 
 # attach latency/rate and memory, beside the reference CNI chain (cnibench)
 bench-attach: build
@@ -40,6 +40,24 @@ bench-attach: build
 bench-ports:
 	mkdir -p results
 	$(GO) test -run '^$$' -bench 'AddOneMappingAt1000|FullSync10000|RestartSync10000' -benchtime 20x ./internal/dataplane/nft/ | tee results/ports.txt
+
+# service load balancing at 10,000 services x 10 endpoints: install, one
+# endpoint changed, first-packet connect latency, beside a kube-proxy-shaped
+# ruleset built in the same throwaway namespaces (the peer's install takes
+# minutes); BENCH_SERVICES_FLAGS passes flags (-services, -rounds, ...)
+bench-services:
+	mkdir -p results $(BIN)
+	$(GO) build $(GOFLAGS) -o $(BIN)/knit-svcbench ./bench/services
+	$(BIN)/knit-svcbench $(BENCH_SERVICES_FLAGS) | tee results/services.txt
+
+# network policy at 1,000 policies on 1,000 pods: compile and install from
+# nothing, one policy changed, TCP connection rate and throughput through a
+# bridge without policy and with it (needs iperf3); BENCH_POLICY_FLAGS
+# passes flags (-policies, -changes, -traffic-rounds, ...)
+bench-policy:
+	mkdir -p results $(BIN)
+	$(GO) build $(GOFLAGS) -o $(BIN)/knit-polbench ./bench/policy
+	$(BIN)/knit-polbench $(BENCH_POLICY_FLAGS) | tee results/policy.txt
 
 # CNI ADD/DEL through libcni beside the reference chain
 bench-cni: build

@@ -18,6 +18,7 @@ knit() { "$BIN/knit" --socket "$SOCK" "$@"; }
 cleanup() {
   set +e
   if [ -S "$SOCK" ]; then
+    knit delete service backend-service >/dev/null 2>&1
     for c in $(knit ps -a -q 2>/dev/null); do knit rm -f "$c" >/dev/null; done
     for n in backend frontend; do knit network rm "$n" >/dev/null 2>&1; done
   fi
@@ -85,5 +86,18 @@ for from in web app db; do
     printf '  %-4s cannot reach the outside (backend is internal)\n' "$from"
   fi
 done
+echo
+echo "== a Kubernetes Service (the seeds' backend-service, applied verbatim)"
+knit run -d --name api1 --hostname api1 --network frontend --label app=backend -- "$BIN/probe" serve 8080 >/dev/null
+knit run -d --name api2 --hostname api2 --network frontend --label app=backend -- "$BIN/probe" serve 8080 >/dev/null
+sleep 0.2
+knit apply -f test/e2e/testdata/seed-backend-service.yaml
+knit get services
+printf '  web -> backend-service:80, six connections answered by:'
+for _ in 1 2 3 4 5 6; do
+  printf ' %s' "$(knit exec web -- "$BIN/probe" dial backend-service:80 2>/dev/null | awk '{print $1}')"
+done
+echo
+printf '  backend-service.default.svc.cluster.local is %s\n' "$(knit exec web -- "$BIN/probe" lookup backend-service.default.svc.cluster.local)"
 echo
 echo "== cleaning up"

@@ -198,7 +198,8 @@ func (s *Service) AffinityTimeout() time.Duration {
 // ApplyRequest is the body of POST /v1/apply: objects are validated
 // together and written in one transaction, so a bad object changes nothing.
 type ApplyRequest struct {
-	Services []Service `json:"services,omitempty"`
+	Services        []Service       `json:"services,omitempty"`
+	NetworkPolicies []NetworkPolicy `json:"networkPolicies,omitempty"`
 	// DryRun validates and allocates without writing.
 	DryRun bool `json:"dryRun,omitempty"`
 }
@@ -224,7 +225,11 @@ type AppliedObject struct {
 }
 
 func (o AppliedObject) String() string {
-	return fmt.Sprintf("%s/%s %s", lowerKind(o.Kind), o.Name, o.Action)
+	kind := lowerKind(o.Kind)
+	if o.Kind == KindNetworkPolicy {
+		kind += ".networking.k8s.io"
+	}
+	return fmt.Sprintf("%s/%s %s", kind, o.Name, o.Action)
 }
 
 func lowerKind(k string) string {

@@ -177,6 +177,22 @@ func NormalizeProtocol(p string) (string, bool) {
 	return p, false
 }
 
+// validate checks metadata with the kind's rule for names, and fills the
+// default namespace.
+func (m *ObjectMeta) validate(f *FieldErrors, nameRule func(string) string) {
+	if m.Name == "" {
+		f.Required("metadata.name", "name or generateName is required")
+	} else if why := nameRule(m.Name); why != "" {
+		f.Invalid("metadata.name", m.Name, why)
+	}
+	if m.Namespace == "" {
+		m.Namespace = DefaultNamespace
+	} else if why := dns1123Label(m.Namespace); why != "" {
+		f.Invalid("metadata.namespace", m.Namespace, why)
+	}
+	validateLabelMap(f, "metadata.labels", m.Labels)
+}
+
 // Validate checks a service on its own and fills in Kubernetes' defaults
 // (namespace, type, protocol, targetPort, sessionAffinity, ipFamilies from
 // a given clusterIP). What needs the store (free addresses and node ports,
@@ -187,18 +203,7 @@ func (s *Service) Validate() error {
 		f.Invalid("apiVersion/kind", s.APIVersion+"/"+s.Kind, `knit takes Services as apiVersion "v1", kind "Service"`)
 		return f.Err("")
 	}
-	m := &s.Metadata
-	if m.Name == "" {
-		f.Required("metadata.name", "name or generateName is required")
-	} else if why := dns1035Label(m.Name); why != "" {
-		f.Invalid("metadata.name", m.Name, why)
-	}
-	if m.Namespace == "" {
-		m.Namespace = DefaultNamespace
-	} else if why := dns1123Label(m.Namespace); why != "" {
-		f.Invalid("metadata.namespace", m.Namespace, why)
-	}
-	validateLabelMap(f, "metadata.labels", m.Labels)
+	s.Metadata.validate(f, dns1035Label)
 
 	sp := &s.Spec
 	if sp.Type == "" {

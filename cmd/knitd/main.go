@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -28,6 +29,17 @@ func (p *poolsFlag) Set(s string) error {
 	return err
 }
 
+type prefixesFlag []netip.Prefix
+
+func (p *prefixesFlag) String() string { return fmt.Sprint([]netip.Prefix(*p)) }
+func (p *prefixesFlag) Set(s string) error {
+	pfx, err := netip.ParsePrefix(s)
+	if err == nil {
+		*p = append(*p, pfx)
+	}
+	return err
+}
+
 func main() {
 	runtime.InitMain() // a container's init step re-executes knitd; never returns there
 	var cfg daemon.Config
@@ -40,6 +52,12 @@ func main() {
 	var dnsPort uint
 	flag.UintVar(&dnsPort, "dns-port", 53, "port of knit's DNS server on each network's gateway")
 	flag.StringVar(&cfg.HostResolvConf, "resolv-conf", "/etc/resolv.conf", "the host's resolver configuration: upstreams of knit's DNS server")
+	var svcCIDRs, lbPools prefixesFlag
+	var nodePorts string
+	flag.Var(&svcCIDRs, "service-cidr", "ClusterIP range of Services, one per family (default 10.96.0.0/12)")
+	flag.StringVar(&nodePorts, "node-port-range", "30000-32767", "range of Services' node ports")
+	flag.Var(&lbPools, "lb-pool", "addresses for LoadBalancer Services, a CIDR (repeat; default none: they stay pending)")
+	flag.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "DNS zone of Services")
 	flag.BoolVar(&cfg.Debug, "debug", false, "serve Go's profiler on the API socket under /debug/pprof/")
 	flag.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&format, "log-format", "text", "text or json")
@@ -50,6 +68,11 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.DNSPort = uint16(dnsPort)
+	cfg.ServiceCIDRs, cfg.LBPools = svcCIDRs, lbPools
+	if _, err := fmt.Sscanf(nodePorts, "%d-%d", &cfg.NodePortLow, &cfg.NodePortHigh); err != nil {
+		fmt.Fprintf(os.Stderr, "knitd: --node-port-range %q: give LOW-HIGH, e.g. 30000-32767\n", nodePorts)
+		os.Exit(2)
+	}
 
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {

@@ -51,6 +51,10 @@ type Options struct {
 	WaitTimeout time.Duration
 	// Services configures ClusterIP, node port and load balancer allocation.
 	Services ServiceOptions
+	// Policy answers policy traces and drops; PolicyApplied returns once the
+	// policy data plane reflects a store revision.
+	Policy        PolicyView
+	PolicyApplied func(ctx context.Context, rev int64) error
 	// Debug serves Go's profiler under /debug/pprof/ (the socket is root-only).
 	Debug bool
 }
@@ -94,6 +98,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/services", s.listServices)
 	mux.HandleFunc("GET /v1/services/{namespace}/{name}", s.getService)
 	mux.HandleFunc("DELETE /v1/services/{namespace}/{name}", s.deleteService)
+	mux.HandleFunc("GET /v1/networkpolicies", s.listPolicies)
+	mux.HandleFunc("GET /v1/networkpolicies/{namespace}/{name}", s.getPolicy)
+	mux.HandleFunc("DELETE /v1/networkpolicies/{namespace}/{name}", s.deletePolicy)
+	mux.HandleFunc("GET /v1/namespaces", s.listNamespaces)
+	mux.HandleFunc("POST /v1/namespaces", s.createNamespace)
+	mux.HandleFunc("POST /v1/namespaces/{name}/labels", s.labelNamespace)
+	mux.HandleFunc("DELETE /v1/namespaces/{name}", s.deleteNamespace)
+	mux.HandleFunc("POST /v1/policy/trace", s.policyTrace)
+	mux.HandleFunc("GET /v1/policy/drops", s.policyDrops)
 	mux.HandleFunc("POST /v1/cni/add", s.cniAdd)
 	mux.HandleFunc("POST /v1/cni/check", s.cniCheck)
 	mux.HandleFunc("POST /v1/cni/del", s.cniDel)

@@ -59,7 +59,8 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 
 // Apply validates every object, then allocates and writes all of them in one
 // transaction: a bad object changes nothing. Objects equal to what is stored
-// are left alone ("unchanged").
+// are left alone ("unchanged"). It returns once the service and policy data
+// planes reflect the write.
 func (s *Server) Apply(ctx context.Context, req v1.ApplyRequest) (v1.ApplyResult, error) {
 	seen := map[string]bool{}
 	for i := range req.Services {
@@ -68,21 +69,40 @@ func (s *Server) Apply(ctx context.Context, req v1.ApplyRequest) (v1.ApplyResult
 		if err := svc.Validate(); err != nil {
 			return v1.ApplyResult{}, err
 		}
-		if seen[svc.Key()] {
+		if seen["svc "+svc.Key()] {
 			return v1.ApplyResult{}, v1.Invalidf("service %q is given twice in one apply; keep one of them", svc.Key())
 		}
-		seen[svc.Key()] = true
+		seen["svc "+svc.Key()] = true
 	}
-	res := v1.ApplyResult{Objects: make([]v1.AppliedObject, len(req.Services))}
+	for i := range req.NetworkPolicies {
+		np := &req.NetworkPolicies[i]
+		if err := np.Validate(); err != nil {
+			return v1.ApplyResult{}, err
+		}
+		if seen["np "+np.Key()] {
+			return v1.ApplyResult{}, v1.Invalidf("networkpolicy %q is given twice in one apply; keep one of them", np.Key())
+		}
+		seen["np "+np.Key()] = true
+	}
+	res := v1.ApplyResult{Objects: make([]v1.AppliedObject, 0, len(req.Services)+len(req.NetworkPolicies))}
 	host := s.opts.Host.Sockets()
 	write := func(tx store.Tx) error {
+		res.Objects = res.Objects[:0] // Update may run fn again
 		for i := range req.Services {
-			in := cloneService(&req.Services[i]) // Update may run fn again
+			in := clone(&req.Services[i])
 			action, err := s.applyService(tx, in, host)
 			if err != nil {
 				return err
 			}
-			res.Objects[i] = v1.AppliedObject{Kind: v1.KindService, Namespace: in.Metadata.Namespace, Name: in.Metadata.Name, Action: action}
+			res.Objects = append(res.Objects, v1.AppliedObject{Kind: v1.KindService, Namespace: in.Metadata.Namespace, Name: in.Metadata.Name, Action: action})
+		}
+		for i := range req.NetworkPolicies {
+			in := clone(&req.NetworkPolicies[i])
+			action, err := applyPolicy(tx, in)
+			if err != nil {
+				return err
+			}
+			res.Objects = append(res.Objects, v1.AppliedObject{Kind: v1.KindNetworkPolicy, Namespace: in.Metadata.Namespace, Name: in.Metadata.Name, Action: action})
 		}
 		if req.DryRun {
 			return errDryRun
@@ -96,7 +116,7 @@ func (s *Server) Apply(ctx context.Context, req v1.ApplyRequest) (v1.ApplyResult
 	if err != nil {
 		return v1.ApplyResult{}, err
 	}
-	return res, s.waitServices(ctx, rev)
+	return res, s.waitApplied(ctx, rev)
 }
 
 var errDryRun = errors.New("dry run")
@@ -107,26 +127,32 @@ func sameJSON(a, b any) bool {
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
 }
 
-// cloneService deep-copies a service through JSON, as the store would.
-func cloneService(svc *v1.Service) *v1.Service {
-	b, err := json.Marshal(svc)
+// clone deep-copies an API object through JSON, as the store would.
+func clone[T any](v *T) *T {
+	b, err := json.Marshal(v)
 	if err != nil {
-		panic(err) // the type always encodes
+		panic(err) // API types always encode
 	}
-	out := new(v1.Service)
+	out := new(T)
 	if err := json.Unmarshal(b, out); err != nil {
 		panic(err)
 	}
 	return out
 }
 
-func (s *Server) waitServices(ctx context.Context, rev int64) error {
-	if s.opts.Services.Applied == nil {
-		return nil
-	}
+// waitApplied returns once every derived data plane (services, policies)
+// reflects store revision rev.
+func (s *Server) waitApplied(ctx context.Context, rev int64) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.WaitTimeout)
 	defer cancel()
-	return s.opts.Services.Applied(ctx, rev)
+	for _, applied := range []func(context.Context, int64) error{s.opts.Services.Applied, s.opts.PolicyApplied} {
+		if applied != nil {
+			if err := applied(ctx, rev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // applyService allocates what svc needs (keeping what the stored version
@@ -492,7 +518,7 @@ func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
 		return tx.Delete(state.ServiceKey(ns, name))
 	})
 	if err == nil {
-		err = s.waitServices(r.Context(), rev)
+		err = s.waitApplied(r.Context(), rev)
 	}
 	reply(w, http.StatusOK, map[string]string{"deleted": ns + "/" + name}, err)
 }
@@ -519,28 +545,16 @@ func (s *Server) labelContainer(w http.ResponseWriter, r *http.Request) {
 		if c == nil {
 			return v1.NotFoundf("no container %q; see knit ps -a", name)
 		}
-		labels := map[string]string{}
-		for k, v := range c.Labels {
-			labels[k] = v
-		}
-		for k, v := range req.Set {
-			if have, ok := labels[k]; ok && have != v && !req.Overwrite {
-				return v1.Conflictf("%s: label %q already has a value (%s), and --overwrite is false; add --overwrite to change it", owner, k, have)
-			}
-			labels[k] = v
-		}
-		for _, k := range req.Remove {
-			delete(labels, k)
-		}
-		if len(labels) == 0 {
-			labels = nil
+		labels, err := updateLabels(owner, c.Labels, req.Set, req.Remove, req.Overwrite)
+		if err != nil {
+			return err
 		}
 		c.Labels = labels
 		out = c
 		return state.PutContainer(tx, c)
 	})
 	if err == nil {
-		err = s.waitServices(r.Context(), rev)
+		err = s.waitApplied(r.Context(), rev)
 	}
 	reply(w, http.StatusOK, out, err)
 }

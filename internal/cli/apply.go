@@ -23,20 +23,10 @@ func (f *fileFlags) add(cmd *cobra.Command, verb string) {
 }
 
 // readManifests parses every -f input and gives each object its
-// namespace. It refuses, before anything is sent, objects knit cannot act
-// on yet and objects defined twice.
+// namespace. It refuses, before anything is sent, objects defined twice.
 func (a *app) readManifests(cmd *cobra.Command, ff *fileFlags, ns *nsFlags) ([]manifest.Object, error) {
 	objs, err := manifest.Read(ff.files, manifest.Options{Stdin: a.stdin, Recursive: ff.recursive})
 	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	for i := range objs {
-		if err := objs[i].Unsupported(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	if err := manifest.SetNamespace(objs, ns.get(), explicitNamespace(cmd)); err != nil {
@@ -48,22 +38,46 @@ func (a *app) readManifests(cmd *cobra.Command, ff *fileFlags, ns *nsFlags) ([]m
 	return objs, nil
 }
 
+// applyRequest puts the objects into one request. NetworkPolicies are
+// validated here, with knitd's own code, so that every bad policy of every
+// file is reported with where it is, before anything is sent (knitd
+// validates again).
+func applyRequest(objs []manifest.Object, dryRun bool) (v1.ApplyRequest, error) {
+	req := v1.ApplyRequest{DryRun: dryRun}
+	var errs []error
+	for _, o := range objs {
+		switch {
+		case o.Service != nil:
+			req.Services = append(req.Services, *o.Service)
+		case o.NetworkPolicy != nil:
+			if err := o.NetworkPolicy.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", o.Source, err))
+				continue
+			}
+			req.NetworkPolicies = append(req.NetworkPolicies, *o.NetworkPolicy)
+		}
+	}
+	return req, errors.Join(errs...)
+}
+
 func (a *app) applyCmd() *cobra.Command {
 	var ff fileFlags
 	var ns nsFlags
 	var dryRun string
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR|- [-f ...]",
-		Short: "create or update Kubernetes Services from manifests",
+		Short: "create or update Kubernetes Services and NetworkPolicies from manifests",
 		Long: `Reads Kubernetes manifests (YAML documents separated by ---, or JSON;
-kind List too) and creates or updates the v1 Services in them, as kubectl
-apply does. Every object of every -f goes to knitd in one request: knitd
-checks them all and writes all or none.
+kind List too) and creates or updates the v1 Services and
+networking.k8s.io/v1 NetworkPolicies in them, as kubectl apply does. Every
+object of every -f goes to knitd in one request: knitd checks them all and
+writes all or none.
 
 Objects without metadata.namespace go to -n (default "default"); an object
 naming another namespace than an explicit -n is refused.`,
 		Example: `  knit apply -f backend.yaml
   knit apply -f manifests/ -n staging
+  knit apply -f default-deny-all.yaml -f allow-frontend.yaml
   cat svc.yaml | knit apply -f - --dry-run`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{outputsAnnotation: "table,json,name"},
@@ -79,9 +93,9 @@ naming another namespace than an explicit -n is refused.`,
 			if err != nil {
 				return err
 			}
-			req := v1.ApplyRequest{DryRun: suffix != ""}
-			for _, o := range objs {
-				req.Services = append(req.Services, *o.Service)
+			req, err := applyRequest(objs, suffix != "")
+			if err != nil {
+				return err
 			}
 			res, err := a.client().Apply(cmd.Context(), req)
 			if err != nil {
@@ -92,7 +106,7 @@ naming another namespace than an explicit -n is refused.`,
 			}
 			for _, o := range res.Objects {
 				if a.output == "name" {
-					fmt.Fprintln(a.stdout, strings.ToLower(o.Kind)+"/"+o.Name)
+					fmt.Fprintln(a.stdout, appliedName(o))
 					continue
 				}
 				fmt.Fprintln(a.stdout, o.String()+suffix)
@@ -105,6 +119,14 @@ naming another namespace than an explicit -n is refused.`,
 	cmd.Flags().StringVar(&dryRun, "dry-run", "none", "server (or client): have knitd check and allocate without writing anything; none: apply")
 	cmd.Flags().Lookup("dry-run").NoOptDefVal = "server"
 	return cmd
+}
+
+// appliedName is kubectl's -o name of an applied object.
+func appliedName(o v1.AppliedObject) string {
+	if res, ok := kindResources[o.Kind]; ok {
+		return objectName(res, o.Name)
+	}
+	return strings.ToLower(o.Kind) + "/" + o.Name
 }
 
 // dryRunSuffix reads --dry-run as kubectl does and returns what kubectl
@@ -127,50 +149,32 @@ func (a *app) deleteCmd() *cobra.Command {
 	var ns nsFlags
 	var ignoreNotFound bool
 	cmd := &cobra.Command{
-		Use:   "delete (-f FILE|DIR|- | service NAME... | service/NAME...)",
-		Short: "delete Services, named or as listed in manifests",
+		Use:   "delete (-f FILE|DIR|- | TYPE NAME... | TYPE/NAME...)",
+		Short: "delete Services, NetworkPolicies or namespaces, named or as listed in manifests",
 		Long: `Deletes each object named, or listed in the -f manifests, one at a time.
 A missing object is reported and the others are still deleted; the exit
-status is then non-zero.`,
+status is then non-zero. TYPE is service (svc), networkpolicy (netpol) or
+namespace (ns); knitd refuses to delete a namespace still in use.`,
 		Example: `  knit delete -f backend.yaml
-  knit delete svc backend frontend -n staging`,
+  knit delete svc backend frontend -n staging
+  knit delete netpol default-deny-all`,
 		Annotations: map[string]string{outputsAnnotation: "table,name"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var targets []deleteTarget
-			switch {
-			case len(ff.files) > 0 && len(args) > 0:
-				return errors.New("give either -f or TYPE NAME..., not both")
-			case len(ff.files) > 0:
-				objs, err := a.readManifests(cmd, &ff, &ns)
-				if err != nil {
-					return err
-				}
-				for _, o := range objs {
-					targets = append(targets, deleteTarget{o.Namespace, o.Name})
-				}
-			default:
-				_, names, err := parseResourceArgs(args, resServices)
-				if err != nil {
-					return err
-				}
-				if len(names) == 0 {
-					return errors.New("give the services to delete: knit delete service NAME..., or -f FILE")
-				}
-				for _, n := range names {
-					targets = append(targets, deleteTarget{ns.get(), n})
-				}
+			targets, err := a.deleteTargets(cmd, &ff, &ns, args)
+			if err != nil {
+				return err
 			}
 			failed := false
 			for _, t := range targets {
-				err := a.client().DeleteService(cmd.Context(), t.namespace, t.name)
+				err := a.deleteOne(cmd, t)
 				switch {
 				case err == nil && a.output == "name":
-					fmt.Fprintf(a.stdout, "service/%s\n", t.name)
+					fmt.Fprintln(a.stdout, objectName(t.resource, t.name))
 				case err == nil:
-					fmt.Fprintf(a.stdout, "service %q deleted\n", t.name)
+					fmt.Fprintf(a.stdout, "%s %q deleted\n", kubeNames[t.resource].singular, t.name)
 				case v1.IsNotFound(err) && ignoreNotFound:
 				default:
-					fmt.Fprintln(a.stderr, kubeError(err, resServices, t.name))
+					fmt.Fprintln(a.stderr, kubeError(err, t.resource, t.name))
 					failed = true
 				}
 			}
@@ -186,4 +190,44 @@ status is then non-zero.`,
 	return cmd
 }
 
-type deleteTarget struct{ namespace, name string }
+type deleteTarget struct{ resource, namespace, name string }
+
+// deleteTargets reads what to delete from -f or from TYPE NAME...
+func (a *app) deleteTargets(cmd *cobra.Command, ff *fileFlags, ns *nsFlags, args []string) ([]deleteTarget, error) {
+	var targets []deleteTarget
+	switch {
+	case len(ff.files) > 0 && len(args) > 0:
+		return nil, errors.New("give either -f or TYPE NAME..., not both")
+	case len(ff.files) > 0:
+		objs, err := a.readManifests(cmd, ff, ns)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			targets = append(targets, deleteTarget{kindResources[o.Kind], o.Namespace, o.Name})
+		}
+		return targets, nil
+	}
+	res, names, err := parseResourceArgs(args, resServices, resNetworkPolicies, resNamespaces)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("give the %s to delete: knit delete %s NAME..., or -f FILE", res, strings.TrimSuffix(kubeNames[res].singular, ".networking.k8s.io"))
+	}
+	for _, n := range names {
+		targets = append(targets, deleteTarget{res, ns.get(), n})
+	}
+	return targets, nil
+}
+
+func (a *app) deleteOne(cmd *cobra.Command, t deleteTarget) error {
+	c := a.client()
+	switch t.resource {
+	case resNetworkPolicies:
+		return c.DeleteNetworkPolicy(cmd.Context(), t.namespace, t.name)
+	case resNamespaces:
+		return c.DeleteNamespace(cmd.Context(), t.name)
+	}
+	return c.DeleteService(cmd.Context(), t.namespace, t.name)
+}

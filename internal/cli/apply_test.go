@@ -94,7 +94,7 @@ func TestApplyRefusesBeforeSending(t *testing.T) {
 	foo := write("foo.yaml", "apiVersion: v1\nkind: Foo\nmetadata: {name: x}\n")
 	typo := write("typo.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: t}\nspec: {portz: [{port: 80}]}\n")
 	prod := write("prod.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: p, namespace: prod}\n")
-	policy, _ := filepath.Abs("../manifest/testdata/policies/policy-default-deny-all.yaml")
+	badPolicy := write("bad-policy.yaml", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad}\nspec:\n  podSelector: {}\n  ingress:\n  - ports:\n    - {port: 80, endPort: 70}\n")
 
 	f := newFakeKnitd(t, map[string]answer{})
 	for _, tc := range []struct {
@@ -104,13 +104,15 @@ func TestApplyRefusesBeforeSending(t *testing.T) {
 		{[]string{"apply", "-f", good, "-f", foo}, `resource mapping not found for name: "x" namespace: "" from "` + foo + `" document 1: no matches for kind "Foo" in version "v1"`},
 		{[]string{"apply", "-f", good, "-f", typo}, `error validating "` + typo + `" document 1 (service/t): unknown field "spec.portz"`},
 		{[]string{"apply", "-f", prod, "-n", "dev"}, `the namespace from the provided object "prod" does not match the namespace "dev". You must pass '--namespace=prod'`},
-		{[]string{"apply", "-f", good, "-f", policy}, `(networkpolicy/default-deny-all): knit does not support NetworkPolicy yet`},
+		{[]string{"apply", "-f", good, "-f", badPolicy}, `"` + badPolicy + `" document 1: The NetworkPolicy "bad" is invalid: spec.ingress[0].ports[0].endPort: Invalid value: 70: must be greater than or equal to port`},
+		{[]string{"apply", "-f", badPolicy, "-n", "Bad_NS"}, `metadata.namespace: Invalid value: "Bad_NS"`},
 		{[]string{"apply", "-f", good, "-f", good}, `both define service/ok in namespace "default"; keep one`},
 		{[]string{"apply"}, "knit apply needs -f FILE"},
 		{[]string{"apply", "-f", good, "--dry-run=maybe"}, "--dry-run=maybe: use server, client or none"},
 		{[]string{"delete", "-f", foo}, `no matches for kind "Foo"`},
 		{[]string{"delete", "-f", good, "svc", "x"}, "either -f or TYPE NAME"},
-		{[]string{"delete", "pods", "x"}, `the server doesn't have a resource type "pods"; use services`},
+		{[]string{"delete", "pods", "x"}, `the server doesn't have a resource type "pods"; use services, networkpolicies or namespaces`},
+		{[]string{"delete", "netpol"}, "give the networkpolicies to delete: knit delete networkpolicy NAME..., or -f FILE"},
 		{[]string{"delete", "svc"}, "give the services to delete"},
 	} {
 		r := knit(t, f.socket, "", tc.args...)

@@ -1,8 +1,9 @@
 // Package cli is the knit command line: docker-network-like commands that
-// call knitd's API and print readable tables, or JSON with -o json, and
+// call knitd's API and print readable tables, or JSON with -o json;
 // kubectl-like ones (apply, get, describe, delete, label) for Kubernetes
-// Services, with kubectl's output. Every error is printed as knitd (or flag
-// or manifest parsing) phrased it, with a non-zero exit.
+// Services, NetworkPolicies and namespaces, with kubectl's output; and knit's
+// own namespace and policy (trace, drops) commands. Every error is printed
+// as knitd (or flag or manifest parsing) phrased it, with a non-zero exit.
 //
 // This package (through internal/manifest) is the only one that imports
 // the Kubernetes modules; knitd and knit-cni must not depend on it.

@@ -15,16 +15,20 @@ import (
 func (a *app) describeCmd() *cobra.Command {
 	var ns nsFlags
 	cmd := &cobra.Command{
-		Use:   "describe (service|svc) [NAME...] [-n NS]",
-		Short: "show Services in detail with their endpoints, as kubectl describe does",
+		Use:   "describe (service|svc|networkpolicy|netpol) [NAME...] [-n NS]",
+		Short: "show Services (with their endpoints) or NetworkPolicies in detail, as kubectl describe does",
 		Example: `  knit describe svc backend
-  knit describe services -n staging`,
+  knit describe services -n staging
+  knit describe netpol default-deny-all`,
 		Args:        cobra.MinimumNArgs(1),
 		Annotations: map[string]string{outputsAnnotation: "table"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, names, err := parseResourceArgs(args, resServices)
+			res, names, err := parseResourceArgs(args, resServices, resNetworkPolicies)
 			if err != nil {
 				return err
+			}
+			if res == resNetworkPolicies {
+				return a.describeNetworkPolicies(cmd, &ns, names)
 			}
 			details, failed, err := a.fetchServices(cmd, &ns, names, resServices, true)
 			if err != nil {

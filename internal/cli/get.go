@@ -15,21 +15,29 @@ import (
 func (a *app) getCmd() *cobra.Command {
 	var ns nsFlags
 	cmd := &cobra.Command{
-		Use:   "get (services|svc|endpoints|ep) [NAME...] [-n NS | -A]",
-		Short: "list Services or their endpoints, as kubectl get does",
+		Use:   "get (services|svc|endpoints|ep|networkpolicies|netpol|namespaces|ns) [NAME...] [-n NS | -A]",
+		Short: "list Services, their endpoints, NetworkPolicies or namespaces, as kubectl get does",
 		Example: `  knit get svc
   knit get svc backend -o yaml
   knit get services -A -o wide
-  knit get endpoints backend`,
+  knit get endpoints backend
+  knit get netpol -A
+  knit get ns`,
 		Args:        cobra.MinimumNArgs(1),
 		Annotations: map[string]string{outputsAnnotation: "table,wide,yaml,json,name"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, names, err := parseResourceArgs(args, resServices, resEndpoints)
+			res, names, err := parseResourceArgs(args, resServices, resEndpoints, resNetworkPolicies, resNamespaces)
 			if err != nil {
 				return err
 			}
-			if ns.allNamespaces && len(names) > 0 {
+			if ns.allNamespaces && len(names) > 0 && res != resNamespaces {
 				return fmt.Errorf("a resource cannot be retrieved by name across all namespaces; use -n NAMESPACE")
+			}
+			switch res {
+			case resNetworkPolicies:
+				return a.getNetworkPolicies(cmd, &ns, names)
+			case resNamespaces:
+				return a.getNamespaces(cmd, names)
 			}
 			details, failed, err := a.fetchServices(cmd, &ns, names, res, res == resEndpoints)
 			if err != nil {

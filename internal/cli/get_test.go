@@ -135,7 +135,7 @@ func TestGetServices(t *testing.T) {
 			t.Errorf("%q: %d %q", args, r.code, r.stderr)
 		}
 	}
-	if r := knit(t, f.socket, "", "get", "pods"); r.code != 1 || !strings.Contains(r.stderr, `the server doesn't have a resource type "pods"; use services or endpoints`) {
+	if r := knit(t, f.socket, "", "get", "pods"); r.code != 1 || !strings.Contains(r.stderr, `the server doesn't have a resource type "pods"; use services, endpoints, networkpolicies or namespaces`) {
 		t.Errorf("get pods: %q", r.stderr)
 	}
 }

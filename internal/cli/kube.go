@@ -15,9 +15,11 @@ import (
 )
 
 // kubeCmds are the kubectl-like commands for Kubernetes objects: Services
-// from manifests, and labels on containers for their selectors.
+// and NetworkPolicies from manifests, labels on containers for their
+// selectors, namespaces and their labels for namespaceSelectors, and the
+// policy diagnostics.
 func (a *app) kubeCmds() []*cobra.Command {
-	return []*cobra.Command{a.applyCmd(), a.deleteCmd(), a.getCmd(), a.describeCmd(), a.labelCmd()}
+	return []*cobra.Command{a.applyCmd(), a.deleteCmd(), a.getCmd(), a.describeCmd(), a.labelCmd(), a.namespaceCmd(), a.policyCmd()}
 }
 
 // nsFlags are kubectl's -n and -A.
@@ -47,14 +49,37 @@ func explicitNamespace(cmd *cobra.Command) bool { return cmd.Flags().Changed("na
 // Resource types knit get, describe and delete know, by every name
 // kubectl accepts for them.
 const (
-	resServices  = "services"
-	resEndpoints = "endpoints"
+	resServices        = "services"
+	resEndpoints       = "endpoints"
+	resNetworkPolicies = "networkpolicies"
+	resNamespaces      = "namespaces"
 )
 
 var resourceNames = map[string]string{
 	"service": resServices, "services": resServices, "svc": resServices,
 	"endpoints": resEndpoints, "endpoint": resEndpoints, "ep": resEndpoints,
+	"networkpolicy": resNetworkPolicies, "networkpolicies": resNetworkPolicies, "netpol": resNetworkPolicies,
+	"networkpolicy.networking.k8s.io": resNetworkPolicies, "networkpolicies.networking.k8s.io": resNetworkPolicies,
+	"namespace": resNamespaces, "namespaces": resNamespaces, "ns": resNamespaces,
 }
+
+// kubeName is how kubectl names a resource: plural (qualified with its
+// API group) in errors, singular in -o name and delete output.
+type kubeName struct{ plural, singular string }
+
+var kubeNames = map[string]kubeName{
+	resServices:        {"services", "service"},
+	resEndpoints:       {"endpoints", "endpoints"},
+	resNetworkPolicies: {"networkpolicies.networking.k8s.io", "networkpolicy.networking.k8s.io"},
+	resNamespaces:      {"namespaces", "namespace"},
+}
+
+// kindResources maps manifest kinds to resources.
+var kindResources = map[string]string{v1.KindService: resServices, v1.KindNetworkPolicy: resNetworkPolicies}
+
+// objectName is kubectl's -o name: service/web,
+// networkpolicy.networking.k8s.io/deny.
+func objectName(resource, name string) string { return kubeNames[resource].singular + "/" + name }
 
 // parseResourceArgs reads "TYPE [NAME...]" or "TYPE/NAME...".
 func parseResourceArgs(args []string, allowed ...string) (string, []string, error) {
@@ -96,7 +121,7 @@ func parseResourceArgs(args []string, allowed ...string) (string, []string, erro
 // object: Error from server (NotFound): services "x" not found.
 func kubeError(err error, resource, name string) string {
 	if v1.IsNotFound(err) {
-		return fmt.Sprintf("Error from server (NotFound): %s %q not found", resource, name)
+		return fmt.Sprintf("Error from server (NotFound): %s %q not found", kubeNames[resource].plural, name)
 	}
 	return "knit: " + err.Error()
 }

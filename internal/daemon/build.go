@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,8 @@ import (
 	"github.com/knit-net/knit/internal/controller/container"
 	"github.com/knit-net/knit/internal/controller/dataplane"
 	"github.com/knit-net/knit/internal/controller/network"
+	policyctl "github.com/knit-net/knit/internal/controller/policy"
+	"github.com/knit-net/knit/internal/controller/service"
 	"github.com/knit-net/knit/internal/dataplane/nft"
 	"github.com/knit-net/knit/internal/dns"
 	"github.com/knit-net/knit/internal/driver"
@@ -43,6 +46,8 @@ type daemon struct {
 	ctrs     *container.Controller
 	netLoop  *reconcile.Loop
 	ctrLoop  *reconcile.Loop
+	svcs     *service.Controller
+	pols     *policyctl.Controller
 	api      *apiserver.Server
 	netnsDir string
 	revs     [2]int64
@@ -80,7 +85,7 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 		"none":   driver.Passive{},
 	}
 	d.nets = network.New(d.st, drivers, d.dp, cfg.Logger)
-	d.dns = dns.New(dns.Options{Port: cfg.DNSPort, Upstreams: hostUpstreams(cfg.HostResolvConf), Logger: cfg.Logger})
+	d.dns = dns.New(dns.Options{Port: cfg.DNSPort, Upstreams: hostUpstreams(cfg.HostResolvConf), ClusterDomain: cfg.ClusterDomain, Logger: cfg.Logger})
 	d.nets.OnNetworks = func(nets []v1.Network) error { return d.dns.SetListenAddrs(gatewayAddrs(nets)) }
 	d.rt, err = runtime.New(d.runtimeDir(), cfg.Logger, func(id string, code int) {
 		d.ctrs.OnExit(id, code)
@@ -90,15 +95,33 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 	}
 	d.ctrs = container.New(container.Options{
 		Store: d.st, Runtime: d.rt, Networks: d.nets, Dataplane: d.dp, DNS: d.dns, Drivers: drivers,
-		NetNSDir: d.netnsDir, HostResolvConf: cfg.HostResolvConf, Logger: cfg.Logger,
+		NetNSDir: d.netnsDir, HostResolvConf: cfg.HostResolvConf, ClusterDomain: cfg.ClusterDomain, Logger: cfg.Logger,
+	})
+	d.pols = policyctl.New(d.st, d.dp, policyKernel{d.nft}, cfg.Logger)
+	d.svcs = service.New(service.Options{
+		Store: d.st, Dataplane: d.dp, DNS: d.dns, Ranges: cfg.ServiceCIDRs, Routes: localRoutes{d.hostNL}, Logger: cfg.Logger,
 	})
 	d.netLoop = reconcile.New(d.st, d.nets, reconcile.Options{Name: "networks", Prefix: "networks/", Resync: 5 * time.Minute, Logger: cfg.Logger})
 	d.ctrLoop = reconcile.New(d.st, d.ctrs, reconcile.Options{Name: "containers", Prefix: "containers/", Workers: 4, Resync: time.Minute, Logger: cfg.Logger})
 	d.ctrs.Enqueue = d.ctrLoop.Enqueue
 	d.api = apiserver.New(apiserver.Options{
 		Store: d.st, Pools: cfg.Pools, Host: hostView{d.hostNL}, Logger: cfg.Logger, LogPath: d.rt.LogPath, Debug: cfg.Debug,
+		Services: apiserver.ServiceOptions{
+			Ranges: cfg.ServiceCIDRs, NodePortLow: cfg.NodePortLow, NodePortHigh: cfg.NodePortHigh,
+			LBPools: cfg.LBPools, Applied: d.svcs.Applied,
+		},
+		Policy: d.pols, PolicyApplied: d.pols.Applied,
 	})
 	return d, nil
+}
+
+// policyKernel gives the policy controller the data plane's drop counters
+// and drop log.
+type policyKernel struct{ dp *nft.Dataplane }
+
+func (k policyKernel) PolicyDropCounts() (map[uint32]uint64, error) { return k.dp.PolicyDropCounts() }
+func (k policyKernel) NewDropReader(fn func(nft.Drop)) (io.Closer, error) {
+	return k.dp.ReadPolicyDrops(fn)
 }
 
 func (d *daemon) runtimeDir() string { return filepath.Join(d.cfg.RunDir, "containers") }
@@ -126,9 +149,11 @@ func listen(path string) (net.Listener, error) {
 
 func (d *daemon) serve(ctx context.Context, ln net.Listener) error {
 	loopCtx, cancel := context.WithCancel(context.Background())
-	d.wg.Add(2)
+	d.wg.Add(4)
 	go func() { defer d.wg.Done(); d.netLoop.Run(loopCtx, d.revs[0]) }()
 	go func() { defer d.wg.Done(); d.ctrLoop.Run(loopCtx, d.revs[1]) }()
+	go func() { defer d.wg.Done(); d.svcs.Run(loopCtx) }()
+	go func() { defer d.wg.Done(); d.pols.Run(loopCtx) }()
 	srv := &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,6 +42,15 @@ type Config struct {
 	// DNSPort is where knit's DNS server listens on each network's gateway
 	// (default 53).
 	DNSPort uint16
+	// ServiceCIDRs are the ClusterIP ranges, at most one per family
+	// (default 10.96.0.0/12).
+	ServiceCIDRs []netip.Prefix
+	// NodePortLow and NodePortHigh bound node ports (default 30000-32767).
+	NodePortLow, NodePortHigh uint16
+	// LBPools hand out LoadBalancer addresses (default none: pending).
+	LBPools []netip.Prefix
+	// ClusterDomain is the Kubernetes DNS zone (default cluster.local).
+	ClusterDomain string
 }
 
 // Defaults for the flags.
@@ -50,6 +60,21 @@ const (
 )
 
 func (c *Config) fill() {
+	if len(c.ServiceCIDRs) == 0 {
+		c.ServiceCIDRs = []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}
+	}
+	for i, p := range c.ServiceCIDRs {
+		c.ServiceCIDRs[i] = p.Masked()
+	}
+	for i, p := range c.LBPools {
+		c.LBPools[i] = p.Masked()
+	}
+	if c.NodePortLow == 0 && c.NodePortHigh == 0 {
+		c.NodePortLow, c.NodePortHigh = 30000, 32767
+	}
+	if c.ClusterDomain == "" {
+		c.ClusterDomain = "cluster.local"
+	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
 	}
@@ -80,10 +105,37 @@ func (c *Config) fill() {
 	}
 }
 
+// validate checks the service flags.
+func (c *Config) validate() error {
+	fams := map[bool]bool{}
+	for _, p := range c.ServiceCIDRs {
+		v4 := p.Addr().Is4()
+		if fams[v4] {
+			return fmt.Errorf("--service-cidr %s: a second range of one family; give at most one IPv4 and one IPv6 range", p)
+		}
+		fams[v4] = true
+		if host := p.Addr().BitLen() - p.Bits(); host > 20 || host < 2 {
+			return fmt.Errorf("--service-cidr %s: holds 2^%d addresses; use a range of 4 to 2^20 addresses (e.g. 10.96.0.0/12, fd00:96::/108)", p, host)
+		}
+		for _, lb := range c.LBPools {
+			if lb.Overlaps(p) {
+				return fmt.Errorf("--lb-pool %s overlaps --service-cidr %s; give ranges apart", lb, p)
+			}
+		}
+	}
+	if c.NodePortLow == 0 || c.NodePortLow > c.NodePortHigh {
+		return fmt.Errorf("--node-port-range %d-%d: give LOW-HIGH with 1 <= LOW <= HIGH <= 65535", c.NodePortLow, c.NodePortHigh)
+	}
+	return nil
+}
+
 // Run starts knitd and blocks until ctx ends, then stops serving without
 // touching the kernel state it made.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.fill()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("knitd must run as root: it creates network namespaces, links and nftables rules")
 	}

@@ -48,7 +48,14 @@ func (d *daemon) recover(ctx context.Context) error {
 		return fmt.Errorf("sync containers: %w", err)
 	}
 	d.revs[1] = rev
-	// Every network and running container is known now: program the table.
+	// Every network and running container is known now, and with them
+	// every service's endpoints: program the table.
+	if err := d.svcs.Sync(ctx); err != nil {
+		return fmt.Errorf("sync services: %w", err)
+	}
+	if err := d.pols.Sync(ctx); err != nil {
+		return fmt.Errorf("sync network policies: %w", err)
+	}
 	if err := d.dp.Release(); err != nil {
 		return fmt.Errorf("sync nftables: %w", err)
 	}

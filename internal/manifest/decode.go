@@ -159,7 +159,7 @@ func peekTypeMeta(src Source, doc []byte) (typeMeta, error) {
 		missing = append(missing, "kind not set")
 	}
 	if len(missing) > 0 {
-		return tm, fmt.Errorf("error validating %s: error validating data: [%s]; a Service starts with \"apiVersion: v1\" and \"kind: Service\"", src, strings.Join(missing, ", "))
+		return tm, fmt.Errorf("error validating %s: error validating data: [%s]; a Service starts with \"apiVersion: v1\" and \"kind: Service\", a NetworkPolicy with \"apiVersion: networking.k8s.io/v1\" and \"kind: NetworkPolicy\"", src, strings.Join(missing, ", "))
 	}
 	return tm, nil
 }
@@ -186,10 +186,11 @@ func decodeObject(src Source, doc []byte, top bool) ([]Object, error) {
 			return nil, err
 		}
 		return []Object{o}, nil
-	case tm.APIVersion == CoreAPIVersion && (tm.Kind == "List" || tm.Kind == "ServiceList") && top:
+	case top && tm.APIVersion == CoreAPIVersion && (tm.Kind == "List" || tm.Kind == "ServiceList"),
+		top && tm.APIVersion == NetworkingAPIVersion && tm.Kind == "NetworkPolicyList":
 		return decodeList(src, tm, doc)
 	}
-	return nil, fmt.Errorf("resource mapping not found for name: %q namespace: %q from %s: no matches for kind %q in version %q; knit knows kind Service in version v1 (and NetworkPolicy in networking.k8s.io/v1, not applied yet)",
+	return nil, fmt.Errorf("resource mapping not found for name: %q namespace: %q from %s: no matches for kind %q in version %q; knit knows kind Service in version v1 and kind NetworkPolicy in version networking.k8s.io/v1",
 		tm.Name, tm.Namespace, src, tm.Kind, tm.APIVersion)
 }
 
@@ -243,7 +244,11 @@ func decodeNetworkPolicy(src Source, tm typeMeta, doc []byte) (Object, error) {
 	if err := checkName(&o); err != nil {
 		return Object{}, err
 	}
-	o.NetworkPolicy = &np
+	p, err := toKnitNetworkPolicy(&o, &np)
+	if err != nil {
+		return Object{}, err
+	}
+	o.NetworkPolicy = p
 	return o, nil
 }
 

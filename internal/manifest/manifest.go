@@ -3,8 +3,8 @@
 // with kind List unpacked. Each object is decoded strictly with the real
 // k8s.io/api types, so that a typo ("spec.portz") and a field Kubernetes
 // knows but knit does not implement ("spec.externalIPs") get different,
-// precise errors; a Service is then converted to knit's api/v1.Service by a
-// JSON round trip that refuses any field knit's type lacks.
+// precise errors; a Service or NetworkPolicy is then converted to knit's
+// api/v1 type by a JSON round trip that refuses any field knit's type lacks.
 //
 // Only the knit CLI may import this package: the Kubernetes modules'
 // package initialisation is too costly for knitd, which is re-executed on
@@ -33,15 +33,13 @@ import (
 	"slices"
 	"strings"
 
-	networkingv1 "k8s.io/api/networking/v1"
-
 	v1 "github.com/knit-net/knit/api/v1"
 )
 
 // Stdin is the file name "-" stands for in messages, as kubectl writes it.
 const Stdin = "STDIN"
 
-// Kinds knit knows the shape of; only KindService can be applied today.
+// Kinds knit applies.
 const (
 	KindService       = "Service"
 	KindNetworkPolicy = "NetworkPolicy"
@@ -75,24 +73,13 @@ type Object struct {
 	Kind       string
 	Name       string
 	// Namespace as written in the manifest until SetNamespace fills it.
-	Namespace string
-	Service   *v1.Service
-	// NetworkPolicy is decoded and checked but knit cannot apply it yet;
-	// callers reject it with a clear message (see Object.Unsupported).
-	NetworkPolicy *networkingv1.NetworkPolicy
+	Namespace     string
+	Service       *v1.Service
+	NetworkPolicy *v1.NetworkPolicy
 }
 
 // Ref is kubectl's short name of the object: service/backend.
 func (o *Object) Ref() string { return strings.ToLower(o.Kind) + "/" + o.Name }
-
-// Unsupported returns an error for objects knit can parse but not apply
-// yet, nil for the others.
-func (o *Object) Unsupported() error {
-	if o.NetworkPolicy != nil {
-		return fmt.Errorf("%s (%s): knit does not support NetworkPolicy yet; leave it out of the files given to knit", o.Source, o.Ref())
-	}
-	return nil
-}
 
 // Options tune Read.
 type Options struct {

@@ -1,8 +1,10 @@
 package manifest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -210,27 +212,240 @@ func TestAllErrorsReported(t *testing.T) {
 	}
 }
 
-func TestNetworkPolicy(t *testing.T) {
+// The NetworkPolicy examples of seed 001, copied unchanged into
+// testdata/policies.
+func TestSeedNetworkPolicies(t *testing.T) {
 	objs, err := Read([]string{"testdata/policies"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(objs) != 2 {
-		t.Fatalf("got %d objects", len(objs))
+	byName := map[string]*v1.NetworkPolicy{}
+	for _, o := range objs {
+		p := o.NetworkPolicy
+		if p == nil || o.Service != nil || o.Kind != KindNetworkPolicy || o.APIVersion != NetworkingAPIVersion || o.Namespace != "" {
+			t.Fatalf("%s: got %+v", o.Source, o)
+		}
+		if p.APIVersion != "networking.k8s.io/v1" || p.Kind != "NetworkPolicy" || p.Metadata.Name != o.Name {
+			t.Errorf("%s: type meta %q %q name %q", o.Source, p.APIVersion, p.Kind, p.Metadata.Name)
+		}
+		if err := p.Validate(); err != nil {
+			t.Errorf("%s: %v", o.Source, err)
+		}
+		byName[o.Name] = p
 	}
-	o := objs[0]
-	if o.NetworkPolicy == nil || o.Service != nil || o.Kind != KindNetworkPolicy || o.Name != "allow-frontend-to-backend" {
-		t.Fatalf("got %+v", o)
+	if len(byName) != 4 {
+		t.Fatalf("got %d policies, want the seed's 4: %v", len(byName), byName)
 	}
-	if got := o.NetworkPolicy.Spec.PodSelector.MatchLabels["app"]; got != "backend" {
-		t.Errorf("podSelector = %q", got)
+	deny := byName["default-deny-all"]
+	if !deny.Spec.PodSelector.Empty() || len(deny.Spec.Ingress)+len(deny.Spec.Egress) != 0 || strings.Join(deny.Spec.PolicyTypes, ",") != "Ingress,Egress" {
+		t.Errorf("default-deny-all: %+v", deny.Spec)
 	}
-	err = o.Unsupported()
-	if err == nil || !strings.Contains(err.Error(), "networkpolicy/allow-frontend-to-backend") || !strings.Contains(err.Error(), "does not support NetworkPolicy yet") {
-		t.Errorf("Unsupported() = %v", err)
+	for name, want := range map[string]struct {
+		selector, from string
+		ports          []int32
+	}{
+		"allow-frontend-to-backend": {"app=backend", "app=frontend", []int32{8080}},
+		"allow-external-web":        {"app=web", "", []int32{80, 443}},
+		"micro-segmentation":        {"tier=database", "tier=application", []int32{5432}},
+	} {
+		p := byName[name]
+		if p == nil || len(p.Spec.Ingress) != 1 || strings.Join(p.Spec.PolicyTypes, ",") != "Ingress" {
+			t.Errorf("%s: %+v", name, p)
+			continue
+		}
+		if got := selectorString(&p.Spec.PodSelector); got != want.selector {
+			t.Errorf("%s: podSelector %q, want %q", name, got, want.selector)
+		}
+		r := p.Spec.Ingress[0]
+		var from string
+		if len(r.From) == 1 && r.From[0].PodSelector != nil && r.From[0].NamespaceSelector == nil && r.From[0].IPBlock == nil {
+			from = selectorString(r.From[0].PodSelector)
+		} else if len(r.From) != 0 {
+			from = fmt.Sprintf("%+v", r.From)
+		}
+		if from != want.from {
+			t.Errorf("%s: from %q, want %q", name, from, want.from)
+		}
+		var ports []int32
+		for _, pp := range r.Ports {
+			if pp.Protocol != "TCP" || pp.Port == nil || pp.Port.IsStr || pp.EndPort != nil {
+				t.Errorf("%s: port %+v", name, pp)
+				continue
+			}
+			ports = append(ports, pp.Port.Int)
+		}
+		if fmt.Sprint(ports) != fmt.Sprint(want.ports) {
+			t.Errorf("%s: ports %v, want %v", name, ports, want.ports)
+		}
 	}
-	if _, err := Parse("p.yaml", []byte("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {podSelecter: {}}\n")); err == nil || !strings.Contains(err.Error(), `unknown field "spec.podSelecter"`) {
-		t.Errorf("policy typo: %v", err)
+}
+
+func selectorString(s *v1.LabelSelector) string {
+	if len(s.MatchExpressions) > 0 {
+		return fmt.Sprintf("%+v", *s)
+	}
+	var kv []string
+	for k, v := range s.MatchLabels {
+		kv = append(kv, k+"="+v)
+	}
+	slices.Sort(kv)
+	return strings.Join(kv, ",")
+}
+
+// Seeds 000 and 004 hold NetworkPolicies whose indentation the text
+// extraction flattened (testdata/flattened, copied verbatim). Flattened,
+// they are no NetworkPolicy any more (metadata.name became a top-level
+// "name"), and knit says which fields are wrong rather than applying
+// something else; testdata/restored holds them re-indented, which apply.
+func TestSeedNetworkPoliciesFlattened(t *testing.T) {
+	for file, want := range map[string][]string{
+		"testdata/flattened/000-deny-cross-ns.yaml": {`error validating "testdata/flattened/000-deny-cross-ns.yaml" document 1: unknown field "app"`, `unknown field "name" (a NetworkPolicy in version networking.k8s.io/v1 has no such field; check the spelling)`, `unknown field "podSelector"`},
+		// Flattening repeats matchLabels and app at the top level.
+		"testdata/flattened/004-allow-frontend-to-api.yaml": {`error parsing "testdata/flattened/004-allow-frontend-to-api.yaml" document 1`, `line 13`, `"matchLabels" already set in map`},
+	} {
+		if _, err := Read([]string{file}, Options{}); err == nil || !containsAll(err.Error(), want) {
+			t.Errorf("%s: %v\nwant %q", file, err, want)
+		}
+	}
+	objs, err := Read([]string{"testdata/restored"}, Options{})
+	if err != nil || len(objs) != 2 {
+		t.Fatalf("restored: %v %+v", err, objs)
+	}
+	deny, api := objs[0].NetworkPolicy, objs[1].NetworkPolicy
+	if deny.Metadata.Name != "deny-cross-ns" || !deny.Spec.PodSelector.Empty() || selectorString(deny.Spec.Ingress[0].From[0].PodSelector) != "app=frontend" {
+		t.Errorf("deny-cross-ns: %+v", deny)
+	}
+	if api.Metadata.Name != "allow-frontend-to-api" || objs[1].Namespace != "production" || selectorString(&api.Spec.PodSelector) != "app=api" ||
+		api.Spec.Ingress[0].Ports[0].Port.Int != 8080 || len(api.Spec.PolicyTypes) != 0 {
+		t.Errorf("allow-frontend-to-api: %+v", api)
+	}
+	for _, o := range objs {
+		if err := o.NetworkPolicy.Validate(); err != nil {
+			t.Error(err)
+		}
+	}
+	if strings.Join(api.Spec.PolicyTypes, ",") != "Ingress" {
+		t.Errorf("defaulted policyTypes %q", api.Spec.PolicyTypes)
+	}
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestNetworkPolicyDecode(t *testing.T) {
+	// Everything knit's type has, as kubectl get -o yaml writes it.
+	yml := `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: db
+  namespace: prod
+  uid: 3f1c2a6e-1111-2222-3333-444455556666
+  resourceVersion: "4711"
+  generation: 3
+  creationTimestamp: "2024-05-01T10:00:00Z"
+  labels: {team: a}
+  annotations: {note: x}
+  managedFields:
+  - manager: kubectl
+    operation: Apply
+spec:
+  podSelector:
+    matchExpressions:
+    - {key: app, operator: In, values: [db, cache]}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {env: prod}}
+      podSelector: {matchLabels: {app: api}}
+    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}
+    ports:
+    - {protocol: UDP, port: 32000, endPort: 32768}
+    - {port: metrics}
+  egress:
+  - to:
+    - namespaceSelector: {}
+    ports:
+    - {protocol: UDP, port: 53}
+`
+	objs, err := Parse("np.yaml", []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := objs[0].NetworkPolicy
+	m := p.Metadata
+	if m.UID != "" || m.Generation != 0 || !m.CreationTimestamp.IsZero() || m.Labels["team"] != "a" || m.Annotations["note"] != "x" || objs[0].Namespace != "prod" {
+		t.Errorf("metadata %+v", m)
+	}
+	e := p.Spec.PodSelector.MatchExpressions
+	if len(e) != 1 || e[0].Key != "app" || e[0].Operator != "In" || strings.Join(e[0].Values, ",") != "db,cache" {
+		t.Errorf("podSelector %+v", p.Spec.PodSelector)
+	}
+	in := p.Spec.Ingress[0]
+	if in.From[0].NamespaceSelector.MatchLabels["env"] != "prod" || in.From[0].PodSelector.MatchLabels["app"] != "api" ||
+		in.From[1].IPBlock.CIDR != "10.0.0.0/8" || in.From[1].IPBlock.Except[0] != "10.1.0.0/16" {
+		t.Errorf("from %+v", in.From)
+	}
+	if pp := in.Ports[0]; pp.Protocol != "UDP" || pp.Port.Int != 32000 || *pp.EndPort != 32768 {
+		t.Errorf("port range %+v", pp)
+	}
+	if pp := in.Ports[1]; pp.Protocol != "" || !pp.Port.IsStr || pp.Port.Str != "metrics" {
+		t.Errorf("named port %+v", pp)
+	}
+	if to := p.Spec.Egress[0].To[0]; to.NamespaceSelector == nil || !to.NamespaceSelector.Empty() || to.PodSelector != nil || p.Spec.Egress[0].Ports[0].Port.Int != 53 {
+		t.Errorf("egress %+v", p.Spec.Egress)
+	}
+	if err := p.Validate(); err != nil {
+		t.Error(err)
+	}
+
+	// A NetworkPolicyList (kubectl get netpol -o yaml writes kind List).
+	list := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicyList\nitems:\n- apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  metadata: {name: a}\n  spec: {podSelector: {}}\n"
+	if objs, err := Parse("l.yaml", []byte(list)); err != nil || len(objs) != 1 || objs[0].NetworkPolicy.Metadata.Name != "a" || objs[0].Source.Item != 1 {
+		t.Errorf("NetworkPolicyList: %v %+v", err, objs)
+	}
+	// SetNamespace reaches the policy.
+	if err := SetNamespace(objs, "dev", false); err != nil || p.Metadata.Namespace != "prod" {
+		t.Errorf("SetNamespace: %v %q", err, p.Metadata.Namespace)
+	}
+	objs, _ = Parse("np.yaml", []byte("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a}\n"))
+	if err := SetNamespace(objs, "dev", true); err != nil || objs[0].NetworkPolicy.Metadata.Namespace != "dev" {
+		t.Errorf("SetNamespace -n dev: %v %+v", err, objs[0].NetworkPolicy.Metadata)
+	}
+}
+
+func TestNetworkPolicyErrors(t *testing.T) {
+	np := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n"
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{"typo", np + "spec: {podSelecter: {}}\n",
+			[]string{`error validating "f.yaml" document 1 (networkpolicy/p): unknown field "spec.podSelecter" (a NetworkPolicy in version networking.k8s.io/v1 has no such field; check the spelling)`}},
+		{"typo in a peer", np + "spec:\n  ingress:\n  - from:\n    - ipblock: {cidr: 10.0.0.0/8}\n",
+			[]string{`unknown field "spec.ingress[0].from[0].ipblock"`}},
+		{"wrong type", np + "spec:\n  ingress:\n  - ports:\n    - endPort: high\n",
+			[]string{`error validating "f.yaml" document 1 (networkpolicy/p): NetworkPolicy in version "networking.k8s.io/v1" cannot be handled as a NetworkPolicy`}},
+		{"unsupported metadata", np + "  finalizers: [x]\n",
+			[]string{`error validating "f.yaml" document 1 (networkpolicy/p): knit does not support the Kubernetes NetworkPolicy field "metadata.finalizers"; remove it`}},
+		{"unsupported metadata fields", np + "  finalizers: [x]\n  generateName: p-\n",
+			[]string{`knit does not support the Kubernetes NetworkPolicy fields "metadata.generateName", "metadata.finalizers"; remove them`}},
+		{"no name", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nspec: {}\n", []string{`"f.yaml" document 1: NetworkPolicy has no metadata.name; give it one`}},
+		{"wrong group", "apiVersion: v1\nkind: NetworkPolicy\nmetadata: {name: p}\n",
+			[]string{`no matches for kind "NetworkPolicy" in version "v1"; knit knows kind Service in version v1 and kind NetworkPolicy in version networking.k8s.io/v1`}},
+		{"no kind", "apiVersion: networking.k8s.io/v1\nmetadata: {name: p}\n", []string{`[kind not set]`, `a NetworkPolicy with "apiVersion: networking.k8s.io/v1" and "kind: NetworkPolicy"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("f.yaml", []byte(tc.doc))
+			if err == nil || !containsAll(err.Error(), tc.want) {
+				t.Errorf("error %v\ndoes not contain %q", err, tc.want)
+			}
+		})
 	}
 }
 

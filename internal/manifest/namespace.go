@@ -24,7 +24,7 @@ func SetNamespace(objs []Object, ns string, explicit bool) error {
 			o.Service.Metadata.Namespace = o.Namespace
 		}
 		if o.NetworkPolicy != nil {
-			o.NetworkPolicy.Namespace = o.Namespace
+			o.NetworkPolicy.Metadata.Namespace = o.Namespace
 		}
 	}
 	return errors.Join(errs...)

@@ -4,6 +4,8 @@
 //	networks/<name>    v1.Network
 //	containers/<name>  v1.Container
 //	services/<namespace>/<name>  v1.Service
+//	networkpolicies/<namespace>/<name>  v1.NetworkPolicy
+//	namespaces/<name>  v1.Namespace (only those created or labelled)
 //	ipam/…, ipamcursor/…  (package ipam; ClusterIPs and load balancer
 //	                        addresses under the pseudo networks "services"
 //	                        and "loadbalancers")
@@ -23,7 +25,13 @@ const (
 	NetworksPrefix   = "networks/"
 	ContainersPrefix = "containers/"
 	ServicesPrefix   = "services/"
+	PoliciesPrefix   = "networkpolicies/"
+	NamespacesPrefix = "namespaces/"
 )
+
+// PolicyKey names one NetworkPolicy; NamespaceKey one namespace.
+func PolicyKey(namespace, name string) string { return PoliciesPrefix + namespace + "/" + name }
+func NamespaceKey(name string) string         { return NamespacesPrefix + name }
 
 // ServiceKey names one service.
 func ServiceKey(namespace, name string) string { return ServicesPrefix + namespace + "/" + name }
@@ -112,14 +120,47 @@ func GetService(tx store.Tx, namespace, name string) (*v1.Service, error) {
 // ListServices returns the services of a namespace ("" for all), ordered by
 // namespace and name.
 func ListServices(tx store.Tx, namespace string) ([]v1.Service, error) {
-	prefix := ServicesPrefix
-	if namespace != "" {
-		prefix += namespace + "/"
+	return list[v1.Service](tx, inNamespace(ServicesPrefix, namespace))
+}
+
+// inNamespace narrows a prefix of namespaced objects to one namespace
+// ("" for all).
+func inNamespace(prefix, namespace string) string {
+	if namespace == "" {
+		return prefix
 	}
-	return list[v1.Service](tx, prefix)
+	return prefix + namespace + "/"
 }
 
 // PutService writes svc.
 func PutService(tx store.Tx, svc *v1.Service) error {
 	return put(tx, ServiceKey(svc.Metadata.Namespace, svc.Metadata.Name), svc)
 }
+
+// GetPolicy returns nil, nil when the policy does not exist.
+func GetPolicy(tx store.Tx, namespace, name string) (*v1.NetworkPolicy, error) {
+	return get[v1.NetworkPolicy](tx, PolicyKey(namespace, name))
+}
+
+// ListPolicies returns the policies of a namespace ("" for all).
+func ListPolicies(tx store.Tx, namespace string) ([]v1.NetworkPolicy, error) {
+	return list[v1.NetworkPolicy](tx, inNamespace(PoliciesPrefix, namespace))
+}
+
+// PutPolicy writes p.
+func PutPolicy(tx store.Tx, p *v1.NetworkPolicy) error {
+	return put(tx, PolicyKey(p.Metadata.Namespace, p.Metadata.Name), p)
+}
+
+// GetNamespace returns nil, nil for a namespace without a record.
+func GetNamespace(tx store.Tx, name string) (*v1.Namespace, error) {
+	return get[v1.Namespace](tx, NamespaceKey(name))
+}
+
+// ListNamespaces returns the namespaces with a record.
+func ListNamespaces(tx store.Tx) ([]v1.Namespace, error) {
+	return list[v1.Namespace](tx, NamespacesPrefix)
+}
+
+// PutNamespace writes n.
+func PutNamespace(tx store.Tx, n *v1.Namespace) error { return put(tx, NamespaceKey(n.Name), n) }

@@ -130,7 +130,8 @@ func TestDNS(t *testing.T) {
 	var nets []v1.Network
 	must(t, json.Unmarshal([]byte(h.knit("network", "inspect", "frontend")), &nets))
 	gw := nets[0].Subnets[0].Gateway.String()
-	for _, want := range []string{"nameserver " + gw, "search corp.test", "options ndots:2"} {
+	// Kubernetes' search domains come first; a given ndots is kept.
+	for _, want := range []string{"nameserver " + gw, "search default.svc.cluster.local svc.cluster.local cluster.local corp.test\n", "options ndots:2\n"} {
 		if !strings.Contains(resolv, want) {
 			t.Errorf("x's resolv.conf lacks %q:\n%s", want, resolv)
 		}

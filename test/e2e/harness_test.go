@@ -132,7 +132,7 @@ func (h *Host) startKnitd() {
 	cmd := exec.Command("nsenter", "--net="+h.NS.Path, bins.knitd,
 		"--state-dir", filepath.Join(h.dir, "state"), "--run-dir", filepath.Join(h.dir, "run"), "--socket", h.socket,
 		"--resolv-conf", resolv,
-		"--address-pool", "base=10.200.0.0/16,size=24", "--log-level", "debug")
+		"--address-pool", "base=10.200.0.0/16,size=24", "--lb-pool", "198.51.100.200/29", "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = f, f
 	must(t, cmd.Start())
 	h.knitd = cmd

@@ -11,11 +11,13 @@ package dataplane
 
 import (
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/dataplane/nft"
+	"github.com/knit-net/knit/internal/policy"
 )
 
 // Manager is safe for concurrent use.
@@ -23,10 +25,14 @@ type Manager struct {
 	dp  *nft.Dataplane
 	log *slog.Logger
 
-	mu    sync.Mutex
-	held  bool
-	nets  []nft.Network
-	ports map[string][]nft.Port // container ID → its published ports
+	mu        sync.Mutex
+	held      bool
+	nets      []nft.Network
+	ports     map[string][]nft.Port // container ID → its published ports
+	svcs      []nft.ServicePort
+	svcRanges []netip.Prefix
+	policy    *policy.Compiled
+	warnedBNF bool // warned that br_netfilter is off
 }
 
 // New returns a Manager that holds changes until Release.
@@ -73,6 +79,45 @@ func (m *Manager) SetPorts(id string, ports []nft.Port) error {
 	return nil
 }
 
+// SetServices replaces every service port and the ClusterIP ranges and
+// applies; UDP flows toward backends that went away are flushed from
+// conntrack, so they move to a remaining backend.
+func (m *Manager) SetServices(svcs []nft.ServicePort, ranges []netip.Prefix) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.svcs
+	m.svcs, m.svcRanges = svcs, ranges
+	if err := m.applyLocked(); err != nil {
+		return err
+	}
+	if gone := nft.GoneUDPBackends(old, svcs); len(gone) > 0 && !m.held {
+		if err := nft.FlushServiceUDP("", gone); err != nil {
+			m.log.Warn("flush conntrack of removed UDP service backends", "err", err)
+		}
+	}
+	return nil
+}
+
+// SetPolicy replaces the network policy in force (nil: none) and applies.
+// c must not be modified afterwards: the data plane diffs the next one
+// against it.
+func (m *Manager) SetPolicy(c *policy.Compiled) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c == m.policy {
+		return nil
+	}
+	m.policy = c
+	if c != nil && len(c.GroupPolicies) > 0 && !m.warnedBNF {
+		if on, err := nft.BridgeNetfilterOn(); err != nil || !on {
+			m.warnedBNF = true
+			m.log.Warn("network policy cannot see traffic between containers of one bridge: "+
+				"load br_netfilter and set net.bridge.bridge-nf-call-iptables=1 and bridge-nf-call-ip6tables=1", "err", err)
+		}
+	}
+	return m.applyLocked()
+}
+
 // Release applies the recorded state and applies every change from now on.
 func (m *Manager) Release() error {
 	m.mu.Lock()
@@ -85,7 +130,7 @@ func (m *Manager) applyLocked() error {
 	if m.held {
 		return nil
 	}
-	cfg := nft.Config{Networks: m.nets}
+	cfg := nft.Config{Networks: m.nets, Services: m.svcs, ServiceRanges: m.svcRanges, Policy: m.policy}
 	for _, ps := range m.ports {
 		cfg.Ports = append(cfg.Ports, ps...)
 	}

@@ -1,5 +1,5 @@
 // Package conntrack deletes the connection tracking entries that published
-// ports leave behind.
+// ports and service backends leave behind.
 //
 // Design notes:
 //
@@ -18,8 +18,14 @@
 //   - The kernel's conntrack netlink interface offers no filtered delete:
 //     the table is dumped and each matching entry deleted
 //     (vishvananda/netlink's ConntrackDeleteFilters), once per family.
-//   - The package knows nothing of nftables; nft.FlushUDP takes the
-//     dataplane's nft.Port and calls FlushUDP with its UDP mappings.
+//   - Services likewise: a UDP client of a VIP or node port keeps the
+//     backend its first packet was DNATed to, after that backend is gone
+//     (FlushServiceUDP). A service port gaining its first backend needs
+//     nothing: while it had none, its packets were refused, and a refused
+//     packet leaves no entry (it is dropped before conntrack confirms it).
+//   - The package knows nothing of nftables; nft.FlushUDP and
+//     nft.FlushServiceUDP take the dataplane's types and call FlushUDP and
+//     FlushServiceUDP.
 //
 // The product never executes conntrack; tests use it only to look.
 package conntrack
@@ -61,31 +67,38 @@ func FlushUDP(netnsPath string, mappings []UDPMapping) error {
 	if len(mappings) == 0 {
 		return nil
 	}
+	f := newUDPFilter(mappings)
+	return deleteFlows(netnsPath, "flush udp conntrack entries", f.local, f)
+}
+
+// deleteFlows deletes the entries f matches in the namespace at netnsPath
+// ("" = the calling thread's), once per family, after filling local with
+// the namespace's addresses.
+func deleteFlows(netnsPath, what string, local map[netip.Addr]bool, f netlink.CustomConntrackFilter) error {
 	if netnsPath == "" {
 		netnsPath = "/proc/thread-self/ns/net"
 	}
-	f := newUDPFilter(mappings)
 	ns, err := netns.GetFromPath(netnsPath)
 	if err != nil {
-		return fmt.Errorf("flush udp conntrack entries: open network namespace %s: %w", netnsPath, err)
+		return fmt.Errorf("%s: open network namespace %s: %w", what, netnsPath, err)
 	}
 	defer ns.Close()
 	h, err := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER, unix.NETLINK_ROUTE)
 	if err != nil {
-		return fmt.Errorf("flush udp conntrack entries: netlink in %s: %w", netnsPath, err)
+		return fmt.Errorf("%s: netlink in %s: %w", what, netnsPath, err)
 	}
 	defer h.Close()
 	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
-		return fmt.Errorf("flush udp conntrack entries: list addresses in %s: %w", netnsPath, err)
+		return fmt.Errorf("%s: list addresses in %s: %w", what, netnsPath, err)
 	}
 	for _, a := range addrs {
-		f.local[addrOf(a.IP)] = true
+		local[addrOf(a.IP)] = true
 	}
 	var errs []error
 	for _, family := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
 		if _, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, family, f); err != nil {
-			errs = append(errs, fmt.Errorf("flush udp conntrack entries (family %d) in %s: %w", family, netnsPath, err))
+			errs = append(errs, fmt.Errorf("%s (family %d) in %s: %w", what, family, netnsPath, err))
 		}
 	}
 	return errors.Join(errs...)

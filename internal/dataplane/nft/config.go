@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/policy"
 )
 
 // maxIfNameLen is IFNAMSIZ minus the terminating NUL.
@@ -20,6 +21,20 @@ type Config struct {
 	// Ports are the published ports of every container, each DNATed from
 	// the host's addresses to its container (see Port).
 	Ports []Port
+	// Services are the load-balanced service ports (see ServicePort).
+	Services []ServicePort
+	// ServiceRanges are the ClusterIP ranges (e.g. 10.96.0.0/12): a new
+	// connection to an address in them, or to any VIP, that no service
+	// port DNATed is refused (TCP reset, otherwise ICMP port unreachable),
+	// so that a service without endpoints, or a VIP on a port it does not
+	// serve, refuses at once instead of hanging or reaching a socket of the
+	// host. No backend may lie in them.
+	ServiceRanges []netip.Prefix
+	// Policy is the network policy to enforce, from policy.Compile; nil
+	// is none (and no policy chains). Sync treats it as read-only and
+	// diffs it against the last one applied: pass a new Compiled for a
+	// change, never a modified one.
+	Policy *policy.Compiled
 }
 
 // Network is the dataplane's view of one bridge network: only what the
@@ -54,8 +69,10 @@ func FromNetworks(nets []v1.Network) Config {
 
 // normalize validates the config and returns a copy with networks sorted by
 // bridge name and subnets masked, de-duplicated and sorted, so that equal
-// configs render the same ruleset, and ports checked (see normalizePorts).
-// It does not modify c.
+// configs render the same ruleset, ports checked (see normalizePorts) and
+// service ranges masked and sorted. It does not modify c. Service ports
+// are passed on as they are: planServices validates them, only those that
+// changed since the last sync.
 func (c Config) normalize() (Config, error) {
 	nets, err := normalizeNetworks(c.Networks)
 	if err != nil {
@@ -65,7 +82,20 @@ func (c Config) normalize() (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	return Config{Networks: nets, Ports: ports}, nil
+	ranges := make([]netip.Prefix, 0, len(c.ServiceRanges))
+	for _, p := range c.ServiceRanges {
+		switch {
+		case !p.IsValid():
+			return Config{}, fmt.Errorf("service range %v is not a valid prefix", p)
+		case p.Addr().Is4In6():
+			return Config{}, fmt.Errorf("service range %v is IPv4-mapped IPv6; give it in IPv4 form", p)
+		case p.Addr().Zone() != "":
+			return Config{}, fmt.Errorf("service range %v has an IPv6 zone; give it without", p)
+		}
+		ranges = append(ranges, p.Masked())
+	}
+	slices.SortFunc(ranges, comparePrefix)
+	return Config{Networks: nets, Ports: ports, Services: c.Services, ServiceRanges: slices.Compact(ranges), Policy: c.Policy}, nil
 }
 
 func normalizeNetworks(in []Network) ([]Network, error) {

@@ -15,8 +15,15 @@ const ipsDstNAT = 1 << 5
 
 // reg32 is the 32-bit register slot n (NFT_REG32_00 + n). Slots 0-3 share
 // storage with the 16-byte register 1, so a key concatenated into slots
-// from 0 is looked up from reg1.
-func reg32(n uint32) uint32 { return unix.NFT_REG32_00 + n }
+// from 0 is looked up from reg1. A slot that starts a 16-byte register is
+// named by that register, as the kernel lists it (and nft writes it), so
+// that rules read back from the kernel compare equal to rendered ones.
+func reg32(n uint32) uint32 {
+	if n%4 == 0 {
+		return reg1 + n/4
+	}
+	return unix.NFT_REG32_00 + n
+}
 
 // nfproto matches "meta nfproto ipv4" or "meta nfproto ipv6".
 func nfproto(family int) []expr.Any {

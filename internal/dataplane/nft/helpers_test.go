@@ -121,7 +121,9 @@ func pfx(s ...string) []netip.Prefix {
 }
 
 // sampleConfig has a dual-stack network, an internal one and a plain one,
-// and ports published on every address, on one address and on 127.0.0.1.
+// ports published on every address, on one address and on 127.0.0.1, a
+// dual-stack service with a load balancer address and a node port, and a
+// UDP service without endpoints.
 func sampleConfig() Config {
 	return Config{
 		Networks: []Network{
@@ -136,7 +138,29 @@ func sampleConfig() Config {
 			{Proto: "sctp", HostIP: addr("2001:db8::1"), HostPort: 3868, ContainerIP: addr("fd00:1::3"), ContainerPort: 3868},
 			{Proto: "tcp", HostIP: addr("127.0.0.1"), HostPort: 9000, ContainerIP: addr("10.1.0.3"), ContainerPort: 9000},
 		},
+		Services: []ServicePort{
+			{Name: "default/web:http", VIPs: addrs("10.96.0.10", "fd00:96::10", "192.0.2.80"), Protocol: "tcp", Port: 80, NodePort: 30080,
+				Backends: addrPorts("10.1.0.2:8080", "10.3.0.2:8080", "[fd00:1::2]:8080")},
+			{Name: "default/dns:dns", VIPs: addrs("10.96.0.53"), Protocol: "udp", Port: 53},
+		},
+		ServiceRanges: pfx("10.96.0.0/16", "fd00:96::/112"),
 	}
+}
+
+func addrs(s ...string) []netip.Addr {
+	out := make([]netip.Addr, len(s))
+	for i, a := range s {
+		out[i] = netip.MustParseAddr(a)
+	}
+	return out
+}
+
+func addrPorts(s ...string) []netip.AddrPort {
+	out := make([]netip.AddrPort, len(s))
+	for i, a := range s {
+		out[i] = netip.MustParseAddrPort(a)
+	}
+	return out
 }
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }

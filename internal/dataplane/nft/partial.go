@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 )
 
 // fullResyncInterval bounds how long partial syncs may trust the in-memory
@@ -22,15 +23,18 @@ const fullResyncInterval = time.Hour
 type applied struct {
 	rs *ruleset
 	// index maps a hash set's or map's name to its elements: key → value
-	// (nil for sets). Interval sets are compared as whole lists.
+	// (nil for sets). Interval sets are compared as whole lists. Only sets
+	// whose elements come from the config (ownConfig) are indexed: the
+	// service sets are tracked by svc, the learned sets by nobody.
 	index  map[string]map[string][]byte
+	svc    *svcState
 	fullAt time.Time // when the last full sync was
 }
 
-func newApplied(rs *ruleset, fullAt time.Time) *applied {
-	a := &applied{rs: rs, index: make(map[string]map[string][]byte, len(rs.sets)), fullAt: fullAt}
+func newApplied(rs *ruleset, svc *svcState, fullAt time.Time) *applied {
+	a := &applied{rs: rs, index: make(map[string]map[string][]byte, len(rs.sets)), svc: svc, fullAt: fullAt}
 	for _, s := range rs.sets {
-		if !s.set.Interval {
+		if s.owner == ownConfig && !s.set.Interval {
 			a.index[s.set.Name] = indexElems(s.elems)
 		}
 	}
@@ -40,9 +44,20 @@ func newApplied(rs *ruleset, fullAt time.Time) *applied {
 func indexElems(elems []nftables.SetElement) map[string][]byte {
 	m := make(map[string][]byte, len(elems))
 	for _, e := range elems {
-		m[string(e.Key)] = e.Val
+		m[string(e.Key)] = elemValue(e)
 	}
 	return m
+}
+
+// elemValue is what an element maps to, comparable with bytes.Equal: the
+// value of a map element, the verdict (kind and chain) of a verdict map
+// element, nil for a set element. Verdict map elements carry no Val: their
+// data is in VerdictData, so comparing Val alone would miss a changed goto.
+func elemValue(e nftables.SetElement) []byte {
+	if v := e.VerdictData; v != nil {
+		return append(binaryutil.BigEndian.PutUint32(uint32(v.Kind)), v.Chain...)
+	}
+	return e.Val
 }
 
 // sameShape reports whether rs has the same table, chains, rules and set
@@ -77,6 +92,9 @@ func (a *applied) diffElems(rs *ruleset) []elemDelta {
 	var out []elemDelta
 	for i, s := range rs.sets {
 		d := elemDelta{set: s.set}
+		if s.owner != ownConfig {
+			continue
+		}
 		if s.set.Interval {
 			if !slices.EqualFunc(a.rs.sets[i].elems, s.elems, sameElem) {
 				d.flush, d.add = true, s.elems
@@ -88,7 +106,7 @@ func (a *applied) diffElems(rs *ruleset) []elemDelta {
 		d.nextIndex = indexElems(s.elems)
 		for _, e := range s.elems {
 			v, ok := old[string(e.Key)]
-			if ok && bytes.Equal(v, e.Val) {
+			if ok && bytes.Equal(v, elemValue(e)) {
 				continue
 			}
 			if ok { // deleted by key, then added with its new value
@@ -107,37 +125,62 @@ func (a *applied) diffElems(rs *ruleset) []elemDelta {
 }
 
 func sameElem(a, b nftables.SetElement) bool {
-	return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Val, b.Val) && a.IntervalEnd == b.IntervalEnd
+	return bytes.Equal(a.Key, b.Key) && bytes.Equal(elemValue(a), elemValue(b)) && a.IntervalEnd == b.IntervalEnd
 }
 
 // syncElems sends one transaction with only the element changes from a to
-// rs and returns the new applied state and the number of elements sent.
-// With no change it sends nothing.
-func syncElems(c *nftables.Conn, a *applied, rs *ruleset) (*applied, int, error) {
-	next := &applied{rs: rs, index: make(map[string]map[string][]byte, len(rs.sets)), fullAt: a.fullAt}
+// rs, and those of the service ports (svc, the state delta was computed
+// against), and returns the new applied state and the number of elements
+// sent. With no change it sends nothing.
+func syncElems(c *nftables.Conn, a *applied, rs *ruleset, svc *svcState, sd *svcDelta) (*applied, int, error) {
+	next := &applied{rs: rs, index: make(map[string]map[string][]byte, len(rs.sets)), svc: svc, fullAt: a.fullAt}
+	sd.resolve()
+	var learned map[string]learnedOps
+	if sd.touchesAffinity() {
+		var err error
+		if learned, err = remapAffinity(c, svc); err != nil {
+			return nil, 0, err
+		}
+	}
+	deltas := append(a.diffElems(rs), policyDeltas(rs, a.rs.pol, rs.pol)...)
+	for _, s := range rs.sets {
+		switch s.owner {
+		case ownServices:
+			deltas = append(deltas, elemDelta{set: s.set, del: setElements(sd.del[s.svc]), add: setElements(sd.add[s.svc])})
+		case ownLearned:
+			if ops, ok := learned[s.set.Name]; ok {
+				deltas = append(deltas, elemDelta{set: s.set, del: ops.del, add: ops.add})
+			}
+		}
+	}
 	sent := 0
-	for _, d := range a.diffElems(rs) {
+	for _, d := range deltas {
 		if d.nextIndex != nil {
 			next.index[d.set.Name] = d.nextIndex
 		}
 		if d.flush {
 			c.FlushSet(d.set)
 		}
-		for _, op := range []struct {
-			verb  string
-			elems []nftables.SetElement
-			queue func(*nftables.Set, []nftables.SetElement) error
-		}{{"delete", d.del, c.SetDeleteElements}, {"add", d.add, c.SetAddElements}} {
-			for batch := range slices.Chunk(op.elems, maxElemBatch) {
-				if err := op.queue(d.set, batch); err != nil {
-					return nil, 0, fmt.Errorf("%s elements of set %s: %w", op.verb, d.set.Name, err)
-				}
-			}
-			sent += len(op.elems)
+		if err := queueElems(c, d.set, d.del, d.add); err != nil {
+			return nil, 0, err
 		}
+		sent += len(d.del) + len(d.add)
 	}
 	if err := c.Flush(); err != nil {
 		return nil, 0, fmt.Errorf("commit element changes: %w", err)
 	}
 	return next, sent, nil
+}
+
+// setElements converts service elements for the library; deletions need
+// only the key.
+func setElements(xs []svcElem) []nftables.SetElement {
+	if len(xs) == 0 {
+		return nil
+	}
+	out := make([]nftables.SetElement, len(xs))
+	for i, x := range xs {
+		out[i] = x.setElement()
+	}
+	return out
 }

@@ -72,9 +72,9 @@ func TestPartialSyncTransitions(t *testing.T) {
 		{"same again", sampleConfig(), logPartial},
 		{"retarget, remove and add ports", retargeted, logPartial},
 		{"networks change", networks, logPartial},
-		{"3,000 ports", manyPorts(3000), logPartial},
+		{"3,000 ports, no service", manyPorts(3000), logFull}, // no count chains
 		{"empty", Config{}, logPartial},
-		{"sample again", sampleConfig(), logPartial},
+		{"sample again", sampleConfig(), logFull},
 	}
 	handle := ""
 	for _, s := range steps {

@@ -24,7 +24,13 @@ const namedPort = 8081
 // server was reached and the client address it saw.
 func serveNamed(t *testing.T, ns *nstest.NS, name, bind string) {
 	t.Helper()
-	addr := net.JoinHostPort(bind, strconv.Itoa(namedPort))
+	serveNamedOn(t, ns, name, bind, namedPort)
+}
+
+// serveNamedOn is serveNamed on another port.
+func serveNamedOn(t *testing.T, ns *nstest.NS, name, bind string, port int) {
+	t.Helper()
+	addr := net.JoinHostPort(bind, strconv.Itoa(port))
 	var ln net.Listener
 	var pc net.PacketConn
 	var lerr, perr error

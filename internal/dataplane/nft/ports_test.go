@@ -103,7 +103,7 @@ func TestDiffElems(t *testing.T) {
 	after.Ports = append(after.Ports, mapping(t, "udp * 9 10.3.0.9 9"))
 	after.Networks[2].Subnets = pfx("10.3.0.0/23") // interval set changes
 
-	a := newApplied(mustRender(t, before), time.Time{})
+	a := newApplied(mustRender(t, before), nil, time.Time{})
 	rs := mustRender(t, after)
 	if !a.sameShape(rs) {
 		t.Fatal("element changes must keep the shape")

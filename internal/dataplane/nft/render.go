@@ -2,6 +2,7 @@ package nft
 
 import (
 	"net/netip"
+	"reflect"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -51,20 +52,64 @@ type ruleset struct {
 	sets   []setSpec
 	chains []*nftables.Chain
 	rules  []*nftables.Rule
+	// svcKey is the shape the service chains were rendered for.
+	svcKey svcShapeKey
+	// pol is the network policy the policy sets hold (see policy.go).
+	pol *polState
 }
 
 type setSpec struct {
 	set   *nftables.Set
 	elems []nftables.SetElement
+	owner setOwner
+	svc   svcSet // which service set, for owner ownServices
 }
+
+// setOwner says where a set's elements come from, which decides how a sync
+// writes them.
+type setOwner int
+
+const (
+	// ownConfig: rendered from the config every sync; partial syncs send
+	// the difference from the last one.
+	ownConfig setOwner = iota
+	// ownServices: from service ports; the svcState keeps them between
+	// syncs and hands out differences (elems is filled for full syncs
+	// only).
+	ownServices
+	// ownLearned: added by the packet path (affinity); never flushed,
+	// pruned of what no longer applies (see affinity.go).
+	ownLearned
+	// ownPolicy: from the compiled network policy (ruleset.pol); partial
+	// syncs diff it against the last one (elems is filled for full syncs
+	// only, see policy.go).
+	ownPolicy
+)
 
 func knitTable() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 }
 
-// render turns a normalized config into the full ruleset. It is pure: no
-// kernel access, so it is cheap to test.
+// render turns a normalized config into the full ruleset, every element
+// included. It is pure: no kernel access, so it is cheap to test. Sync
+// uses renderTable with the service state it keeps instead.
 func render(cfg Config) *ruleset {
+	p, err := planServices(cfg, nil)
+	if err != nil {
+		panic("render of an invalid config: " + err.Error())
+	}
+	p.apply()
+	rs := renderTable(cfg, p.st, nil)
+	rs.fillServices(p.st)
+	rs.fillPolicy()
+	return rs
+}
+
+// renderTable renders the ruleset for a normalized config and the service
+// ports in st, without the elements of the service sets (fillServices adds
+// them for a full sync). The chains and rules of prev are reused when the
+// service chains' shape is the same: they are static otherwise.
+func renderTable(cfg Config, st *svcState, prev *ruleset) *ruleset {
 	t := knitTable()
 	rs := &ruleset{table: t}
 
@@ -107,6 +152,10 @@ func render(cfg Config) *ruleset {
 		setSpec{set: portMap(t, mapPorts6, typePortKey6, typeAddrPort6), elems: pm.v6},
 		setSpec{set: portMap(t, mapPortsAny6, typeProtoPort, typeAddrPort6), elems: pm.any6},
 	)
+	rs.sets = append(rs.sets, svcSetSpecs(t, cfg.ServiceRanges)...)
+	if rs.pol = newPolState(cfg.Policy); rs.pol != nil {
+		rs.sets = append(rs.sets, policySetSpecs(t)...)
+	}
 	for i, s := range rs.sets {
 		// A transaction-local ID, given here so that the library does not
 		// draw one from its unsynchronised global counter.
@@ -114,8 +163,44 @@ func render(cfg Config) *ruleset {
 		s.set.Comment = "knit"
 	}
 
+	if st == nil {
+		st = newSvcState()
+	}
+	rs.svcKey = st.shape.key()
+	if prev != nil && reflect.DeepEqual(prev.svcKey, rs.svcKey) && (prev.pol == nil) == (rs.pol == nil) {
+		rs.chains, rs.rules = prev.chains, prev.rules
+		return rs
+	}
 	rs.chains, rs.rules = renderChains(t)
+	chains, rules := renderSvcChains(t, rs.svcKey)
+	rs.chains = append(rs.chains, chains...)
+	rs.rules = append(rs.rules, rules...)
+	if rs.pol != nil {
+		chains, rules := renderPolicyChains(t, rs.chains)
+		rs.chains = append(rs.chains, chains...)
+		rs.rules = append(rs.rules, rules...)
+	}
 	return rs
+}
+
+// dropServiceElems forgets the elements of the service sets after a full
+// sync: the svcState has them.
+func (rs *ruleset) dropServiceElems() {
+	for i := range rs.sets {
+		if s := &rs.sets[i]; s.owner == ownServices {
+			s.elems = nil
+		}
+	}
+}
+
+// fillServices puts every element of st into the service sets.
+func (rs *ruleset) fillServices(st *svcState) {
+	all := st.materialize()
+	for i := range rs.sets {
+		if s := &rs.sets[i]; s.owner == ownServices {
+			s.elems = all[s.svc]
+		}
+	}
 }
 
 // portMap is a DNAT map of published ports. Its keys and values hold
@@ -148,15 +233,21 @@ func renderChains(t *nftables.Table) ([]*nftables.Chain, []*nftables.Rule) {
 	guard := regular(chainGuard)
 	prerouting := base(chainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
 	output := base(chainOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest)
+	services := regular(chainServices)
 	ports := regular(chainPorts)
+	input := base(chainInput, nftables.ChainTypeFilter, nftables.ChainHookInput, nftables.ChainPriorityFilter)
 	forward := base(chainForward, nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter)
+	filterOut := base(chainFilterOut, nftables.ChainTypeFilter, nftables.ChainHookOutput, nftables.ChainPriorityFilter)
+	svcCheck := regular(chainSvcCheck)
+	svcReject := regular(chainSvcReject)
 	isolate := regular(chainIsolate)
 	postrouting := base(chainPostrouting, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
 	hairpin := regular(chainHairpin)
 	masquerade := regular(chainMasquerade)
-	// In the order a packet meets them (nft lists chains in creation order).
-	chains := []*nftables.Chain{rawPrerouting, guard, prerouting, output, ports,
-		forward, isolate, postrouting, hairpin, masquerade}
+	// In the order a packet meets them (nft lists chains in creation
+	// order); the service count chains follow (renderSvcChains).
+	chains := []*nftables.Chain{rawPrerouting, guard, prerouting, output, services, ports,
+		input, forward, filterOut, svcCheck, svcReject, isolate, postrouting, hairpin, masquerade}
 
 	loopback4 := []byte{127}
 	loopback6 := netip.IPv6Loopback().AsSlice()
@@ -165,7 +256,9 @@ func renderChains(t *nftables.Table) ([]*nftables.Chain, []*nftables.Rule) {
 		rule(guard, "knit: 127.0.0.0/8 arrives on lo only (CVE-2020-8558)",
 			join(netHeaderIs(4, ip4Daddr, 1, loopback4), iifNameIsNot("lo"), drop())...),
 
+		rule(prerouting, "knit: services", jump(chainServices)...),
 		rule(prerouting, "knit: published ports", jump(chainPorts)...),
+		rule(output, "knit: services, from the host itself", jump(chainServices)...),
 		rule(output, "knit: published ports, from the host itself", jump(chainPorts)...),
 		rule(ports, "knit: published ports answer on the host's own addresses only",
 			join(fibType(false, expr.CmpOpNeq), verdictReturn())...),
@@ -176,7 +269,10 @@ func renderChains(t *nftables.Table) ([]*nftables.Chain, []*nftables.Rule) {
 		rule(ports, "knit: IPv6 ports published on one host address", dnatMap(6, true, mapPorts6)...),
 		rule(ports, "knit: IPv6 ports published on every host address", dnatMap(6, false, mapPortsAny6)...),
 
+		rule(input, "knit: refuse what no service port took", join(ctStateNew(), jump(chainSvcCheck))...),
+		rule(forward, "knit: refuse what no service port took", join(ctStateNew(), jump(chainSvcCheck))...),
 		rule(forward, "knit: isolate networks", jump(chainIsolate)...),
+		rule(filterOut, "knit: refuse what no service port took", join(ctStateNew(), jump(chainSvcCheck))...),
 		rule(isolate, "knit: traffic within one bridge is never isolated",
 			join(ifPairLookup(setIntra), verdictReturn())...),
 		rule(isolate, "knit: internal networks have no way out",
@@ -203,5 +299,5 @@ func renderChains(t *nftables.Table) ([]*nftables.Chain, []*nftables.Rule) {
 		rule(masquerade, "knit: masquerade IPv6 leaving a network",
 			join(saddrLookup(6, setMasq6), masq())...),
 	}
-	return chains, rules
+	return chains, append(rules, svcCoreRules(services, svcCheck, svcReject)...)
 }

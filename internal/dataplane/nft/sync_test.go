@@ -18,8 +18,11 @@ func TestSyncRendersRuleset(t *testing.T) {
 		t.Errorf("ruleset:\n%s\nwant:\n%s", got, wantSample)
 	}
 	// What nft prints must read back: people save rulesets with
-	// "nft list ruleset > file". -c checks without committing.
-	cmd := "nft list table inet knit | nft -c -f -"
+	// "nft list ruleset > file". -c checks without committing. Except the
+	// rules that pick a backend: nft 1.0.6 types numgen as integer and
+	// will not put it in a key field of type mark, and it cannot handle
+	// an integer field in a concatenation at all (docs/datapath.md).
+	cmd := "nft list table inet knit | grep -v 'numgen random mod' | nft -c -f -"
 	if out, err := execIn(ns, "sh", "-c", cmd); err != nil {
 		t.Errorf("%s: %v\n%s", cmd, err, out)
 	}

@@ -46,6 +46,10 @@ func main() {
 		dialN(arg)
 	case "lookup":
 		lookup(arg)
+	case "multiserve":
+		multiServe(arg)
+	case "reach":
+		reach(arg)
 	case "readyserve":
 		readyServe(arg)
 	default:
