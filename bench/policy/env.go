@@ -19,14 +19,22 @@ import (
 
 const bridge = "kb-pol"
 
-// env is the run's namespaces: host (knit's table, the bridge), client
-// and server (two of the pods), and the server's listeners.
+// env is the run's namespaces: two copies of the same topology, one
+// without policy and one with (side), so that traffic can be measured on
+// both alternately in short windows, without switching the table between
+// measurements.
 type env struct {
+	sides     [2]*side // without policy, with policy
+	subnets   []netip.Prefix
+	closeOnce sync.Once
+}
+
+// side is a host (knit's table, the bridge) with its client and server
+// pods and the server's listeners.
+type side struct {
 	host, client, server *netNS
-	subnets              []netip.Prefix
 	ln                   net.Listener
 	iperf                *exec.Cmd
-	closeOnce            sync.Once
 }
 
 func newEnv() (e *env, err error) {
@@ -36,81 +44,104 @@ func newEnv() (e *env, err error) {
 			e.close()
 		}
 	}()
-	for _, x := range []struct {
-		ns   **netNS
-		role string
-	}{{&e.host, "host"}, {&e.client, "client"}, {&e.server, "server"}} {
-		if *x.ns, err = newNS(x.role); err != nil {
+	for i, tag := range []string{"a", "b"} {
+		if e.sides[i], err = newSide(tag); err != nil {
 			return e, err
 		}
 	}
+	time.Sleep(200 * time.Millisecond) // iperf3 binds
+	return e, nil
+}
+
+func newSide(tag string) (s *side, err error) {
+	s = &side{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	for _, x := range []struct {
+		ns   **netNS
+		role string
+	}{{&s.host, "host"}, {&s.client, "client"}, {&s.server, "server"}} {
+		if *x.ns, err = newNS(tag + "-" + x.role); err != nil {
+			return s, err
+		}
+	}
 	var on bool
-	if err := e.host.do(func() (err error) { on, err = nft.BridgeNetfilterOn(); return err }); err != nil {
-		return e, err
+	if err := s.host.do(func() (err error) { on, err = nft.BridgeNetfilterOn(); return err }); err != nil {
+		return s, err
 	}
 	if !on {
-		return e, errors.New("br_netfilter is off (load it; bridge-nf-call-iptables=1): traffic within the bridge would not meet the policy")
+		return s, errors.New("br_netfilter is off (load it; bridge-nf-call-iptables=1): traffic within the bridge would not meet the policy")
 	}
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridge}}
-	if err := e.host.nl.LinkAdd(br); err != nil {
-		return e, fmt.Errorf("add bridge: %w", err)
+	if err := s.host.nl.LinkAdd(br); err != nil {
+		return s, fmt.Errorf("add bridge: %w", err)
 	}
-	if err := addrUp(e.host.nl, bridge, "10.1.0.1/16"); err != nil {
-		return e, err
+	if err := addrUp(s.host.nl, bridge, "10.1.0.1/16"); err != nil {
+		return s, err
 	}
-	if err := podVeth(e.host, br, "kb-client", e.client, clientAddr.String()+"/16"); err != nil {
-		return e, err
+	if err := podVeth(s.host, br, "kb-client", s.client, clientAddr.String()+"/16"); err != nil {
+		return s, err
 	}
-	if err := podVeth(e.host, br, "kb-server", e.server, serverAddr.String()+"/16"); err != nil {
-		return e, err
+	if err := podVeth(s.host, br, "kb-server", s.server, serverAddr.String()+"/16"); err != nil {
+		return s, err
 	}
 	// Connections end with a reset (SO_LINGER 0), so no TIME_WAIT piles up.
-	if err := e.client.sysctl("net/ipv4/ip_local_port_range", "1024 65535"); err != nil {
-		return e, err
+	if err := s.client.sysctl("net/ipv4/ip_local_port_range", "1024 65535"); err != nil {
+		return s, err
 	}
-	if err := e.server.do(func() (err error) {
-		e.ln, err = net.Listen("tcp", net.JoinHostPort(serverAddr.String(), "8080"))
+	if err := s.server.do(func() (err error) {
+		s.ln, err = net.Listen("tcp", net.JoinHostPort(serverAddr.String(), "8080"))
 		return err
 	}); err != nil {
-		return e, fmt.Errorf("listen in server: %w", err)
+		return s, fmt.Errorf("listen in server: %w", err)
 	}
 	go func() {
 		for {
-			c, err := e.ln.Accept()
+			c, err := s.ln.Accept()
 			if err != nil {
 				return
 			}
 			c.Close()
 		}
 	}()
-	e.iperf = exec.Command("iperf3", "-s", "-B", serverAddr.String(), "-p", "5201")
-	if err := e.server.do(e.iperf.Start); err != nil {
-		return e, fmt.Errorf("start iperf3 server: %w", err)
+	s.iperf = exec.Command("iperf3", "-s", "-B", serverAddr.String(), "-p", "5201")
+	if err := s.server.do(s.iperf.Start); err != nil {
+		return s, fmt.Errorf("start iperf3 server: %w", err)
 	}
-	time.Sleep(200 * time.Millisecond) // iperf3 binds
-	return e, nil
+	return s, nil
 }
 
 func (e *env) close() {
 	e.closeOnce.Do(func() {
-		if e.ln != nil {
-			e.ln.Close()
-		}
-		if e.iperf != nil && e.iperf.Process != nil {
-			e.iperf.Process.Kill()
-			e.iperf.Wait()
-		}
-		for _, ns := range []*netNS{e.client, e.server, e.host} {
-			if ns != nil {
-				ns.close()
+		for _, s := range e.sides {
+			if s != nil {
+				s.close()
 			}
 		}
 	})
 }
 
+func (s *side) close() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.iperf != nil && s.iperf.Process != nil {
+		s.iperf.Process.Kill()
+		s.iperf.Wait()
+	}
+	for _, ns := range []*netNS{s.client, s.server, s.host} {
+		if ns != nil {
+			ns.close()
+		}
+	}
+}
+
 // connRate opens and resets TCP connections from the client to the server
 // with workers clients for d, and returns connections per second.
-func (e *env) connRate(workers int, d time.Duration) (float64, error) {
+func (e *side) connRate(workers int, d time.Duration) (float64, error) {
 	var n atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
@@ -138,7 +169,7 @@ func (e *env) connRate(workers int, d time.Duration) (float64, error) {
 
 // throughput runs one iperf3 TCP stream from the client to the server for
 // d and returns the bits per second the server received.
-func (e *env) throughput(d time.Duration) (float64, error) {
+func (e *side) throughput(d time.Duration) (float64, error) {
 	var out []byte
 	err := e.client.do(func() (err error) {
 		out, err = exec.Command("iperf3", "-c", serverAddr.String(), "-p", "5201", "-J",

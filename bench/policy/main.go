@@ -9,11 +9,15 @@
 //     (a partial sync of the changed elements);
 //  3. TCP connections per second and single-stream throughput (iperf3)
 //     from a client pod to a server pod through a bridge, without policy
-//     and with the N policies, alternately in the same run. Both pods are
-//     isolated (the client for egress, the server for ingress), so every
-//     new connection is looked up in both directions.
+//     and with the N policies, in short windows alternately, in the same
+//     run. With policy both pods are isolated (the client for egress, the
+//     server for ingress), so every new connection is looked up in both
+//     directions.
 //
-// Topology (created by the run, deleted at its end):
+// Topology (created by the run, deleted at its end), twice: side a's host
+// has knit's table without policy, side b's the N policies (phases 1 and 2
+// run there too), so that the measurements alternate without changing a
+// table in between:
 //
 //	client 10.1.0.10 ─┐
 //	                  ├─ kb-pol bridge 10.1.0.1/16 (host: knit's table)
@@ -42,6 +46,7 @@ import (
 type config struct {
 	policies, pods, rounds, changes, trafficRounds, workers int
 	window, settle                                          time.Duration
+	control                                                 bool
 }
 
 func main() {
@@ -50,10 +55,11 @@ func main() {
 	flag.IntVar(&cfg.pods, "pods", 1000, "pods (containers) the policies select from")
 	flag.IntVar(&cfg.rounds, "rounds", 5, "installs from nothing")
 	flag.IntVar(&cfg.changes, "changes", 30, "single-policy changes")
-	flag.IntVar(&cfg.trafficRounds, "traffic-rounds", 8, "traffic measured without policy and with it alternately this often")
+	flag.IntVar(&cfg.trafficRounds, "traffic-rounds", 20, "connection rate measured without policy and with it alternately this often (throughput: half as often, 2 s each)")
 	flag.IntVar(&cfg.workers, "workers", 2, "concurrent connecting clients")
-	flag.DurationVar(&cfg.window, "window", 2*time.Second, "length of each traffic measurement")
-	flag.DurationVar(&cfg.settle, "settle", 300*time.Millisecond, "pause after switching the policy on or off, for the kernel's deferred work")
+	flag.DurationVar(&cfg.window, "window", time.Second, "length of each connection rate measurement")
+	flag.BoolVar(&cfg.control, "control", false, "control run: remove the policy from side b before the traffic measurements (the ratios should be 1)")
+	flag.DurationVar(&cfg.settle, "settle", time.Second, "pause before the traffic measurements, for the kernel's deferred work after the installs")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench/policy: run as root (it creates network namespaces)")
@@ -91,6 +97,14 @@ func run(cfg config) error {
 	var r results
 	in := workload(cfg.policies, cfg.pods)
 	net := nft.Config{Networks: []nft.Network{{Bridge: bridge, Subnets: env.subnets}}}
+	plain, err := nft.New(nft.Options{NetNSPath: env.sides[0].host.path})
+	if err != nil {
+		return err
+	}
+	defer plain.Close()
+	if err := plain.Sync(net); err != nil {
+		return fmt.Errorf("side without policy: %w", err)
+	}
 	counter := &syncCounter{}
 	var d *nft.Dataplane
 	var c *policy.Compiled
@@ -101,7 +115,7 @@ func run(cfg config) error {
 			}
 			d.Close()
 		}
-		if d, err = nft.New(nft.Options{NetNSPath: env.host.path, Logger: slog.New(counter)}); err != nil {
+		if d, err = nft.New(nft.Options{NetNSPath: env.sides[1].host.path, Logger: slog.New(counter)}); err != nil {
 			return err
 		}
 		t0 := time.Now()
@@ -135,26 +149,34 @@ func run(cfg config) error {
 	}
 	r.changeFull = counter.full.Load() - fullBefore
 
-	withPolicy := net
-	withPolicy.Policy = c
-	for range cfg.trafficRounds {
-		for _, s := range []struct {
-			cfg nft.Config
-			m   *traffic
-		}{{net, &r.without}, {withPolicy, &r.with}} {
-			if err := d.Sync(s.cfg); err != nil {
-				return err
+	if cfg.control {
+		if err := d.Sync(net); err != nil {
+			return err
+		}
+	}
+	time.Sleep(cfg.settle)
+	for round := range cfg.trafficRounds {
+		for i, m := range []*traffic{&r.without, &r.with} {
+			if round%2 == 1 { // alternate which side goes first
+				i, m = 1-i, []*traffic{&r.without, &r.with}[1-i]
 			}
-			time.Sleep(cfg.settle)
-			rate, err := env.connRate(cfg.workers, cfg.window)
+			rate, err := env.sides[i].connRate(cfg.workers, cfg.window)
 			if err != nil {
 				return err
 			}
-			bps, err := env.throughput(cfg.window)
+			m.rates = append(m.rates, rate)
+		}
+	}
+	for round := range cfg.trafficRounds / 2 {
+		for i, m := range []*traffic{&r.without, &r.with} {
+			if round%2 == 1 {
+				i, m = 1-i, []*traffic{&r.without, &r.with}[1-i]
+			}
+			bps, err := env.sides[i].throughput(2 * time.Second)
 			if err != nil {
 				return err
 			}
-			s.m.rates, s.m.bps = append(s.m.rates, rate), append(s.m.bps, bps)
+			m.bps = append(m.bps, bps)
 		}
 	}
 	drops, err := d.PolicyDropCounts()
@@ -186,16 +208,20 @@ type results struct {
 }
 
 func (r results) print(w *os.File, cfg config) {
-	fmt.Fprintf(w, "%d policies on %d dual-stack pods: %d groups, %d allow elements; %d installs, %d single-policy changes (%d of them full syncs); traffic: %d rounds of %v each, %d connecting clients\n\n",
-		cfg.policies, cfg.pods, r.groups, r.elements, cfg.rounds, cfg.changes, r.changeFull, cfg.trafficRounds, cfg.window, cfg.workers)
+	fmt.Fprintf(w, "%d policies on %d dual-stack pods: %d groups, %d allow elements; %d installs, %d single-policy changes (%d of them full syncs); connection rate: %d windows of %v per side, %d connecting clients; throughput: %d runs of 2 s per side\n\n",
+		cfg.policies, cfg.pods, r.groups, r.elements, cfg.rounds, cfg.changes, r.changeFull, cfg.trafficRounds, cfg.window, cfg.workers, cfg.trafficRounds/2)
 	fmt.Fprintf(w, "| | compile p50 | apply p50 | total p50 | total max | target |\n|---|---|---|---|---|---|\n")
 	fmt.Fprintf(w, "| install %d policies from nothing | %s | %s | %s | %s | total ≤ 500 ms |\n", cfg.policies,
 		ms(pct(r.install.compile, 0.5)), ms(pct(r.install.apply, 0.5)), ms(pct(r.install.total, 0.5)), ms(pct(r.install.total, 1)))
 	fmt.Fprintf(w, "| change one policy at %d | %s | %s | %s | %s | ≤ 20 ms |\n", cfg.policies,
 		ms(pct(r.change.compile, 0.5)), ms(pct(r.change.apply, 0.5)), ms(pct(r.change.total, 0.5)), ms(pct(r.change.total, 1)))
 	fmt.Fprintf(w, "\napply only, one policy changed: p50 %s, p90 %s, max %s\n\n", ms(pct(r.change.apply, 0.5)), ms(pct(r.change.apply, 0.9)), ms(pct(r.change.apply, 1)))
-	fmt.Fprintf(w, "| client → server through the bridge | no policy | %d policies | ratio (target ≥ 0.95) |\n|---|---|---|---|\n", cfg.policies)
-	fmt.Fprintf(w, "| TCP connections/s (median of rounds; ratio: median of the rounds' ratios) | %.0f | %.0f | %.3f |\n",
+	with := fmt.Sprintf("%d policies", cfg.policies)
+	if cfg.control {
+		with = "no policy (control run)"
+	}
+	fmt.Fprintf(w, "| client → server through the bridge | no policy | %s | ratio (target ≥ 0.95) |\n|---|---|---|---|\n", with)
+	fmt.Fprintf(w, "| TCP connections/s (median of windows; ratio: median of the paired windows' ratios) | %.0f | %.0f | %.3f |\n",
 		median(r.without.rates), median(r.with.rates), median(ratios(r.with.rates, r.without.rates)))
 	fmt.Fprintf(w, "| single-stream throughput (iperf3), Gbit/s (the same) | %.2f | %.2f | %.3f |\n",
 		median(r.without.bps)/1e9, median(r.with.bps)/1e9, median(ratios(r.with.bps, r.without.bps)))
@@ -205,7 +231,7 @@ func (r results) print(w *os.File, cfg config) {
 }
 
 // ratios divides each round's measurement with policy by the one without
-// just before it: the machine's load drifts less within a round.
+// next to it: the machine's load drifts less within a round.
 func ratios(with, without []float64) []float64 {
 	out := make([]float64, len(with))
 	for i := range with {

@@ -297,7 +297,7 @@ func checkPolicyElems(t *testing.T, d *Dataplane, c *policy.Compiled) {
 	for _, p := range polSets {
 		got, err := conn.GetSetElements(&nftables.Set{Table: knitTable(), Name: p.name(), KeyType: nftables.TypeMark})
 		must(t, "list "+p.name(), err)
-		if want := len(policyElems(d.applied.rs.pol, p)); d.applied.rs.pol.stale == 0 && len(got) != want {
+		if want := len(policyElems(newPolState(c), p)); d.applied.rs.pol.stale == 0 && len(got) != want {
 			t.Errorf("set %s holds %d elements, want %d", p.name(), len(got), want)
 		}
 	}
