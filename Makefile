@@ -39,7 +39,7 @@ bench-attach: build
 # reference portmap plugin's per-ADD time is in results/cnibench.txt)
 bench-ports:
 	mkdir -p results
-	$(GO) test -run '^$$' -bench 'AddOneMappingAt1000|FullSync10000|RestartSync10000' -benchtime 20x ./internal/dataplane/nft/ | tee results/ports.txt
+	$(GO) test -run '^$$' -bench '^Benchmark(AddOneMappingAt1000|AddOneContainerAt1000|FullSync10000|RestartSync10000)$$' -benchtime 20x ./internal/dataplane/ | tee results/ports.txt
 
 # service load balancing at 10,000 services x 10 endpoints: install, one
 # endpoint changed, first-packet connect latency, beside a kube-proxy-shaped

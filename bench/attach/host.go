@@ -6,28 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/knit-net/knit/bench/internal/benchns"
 	"github.com/knit-net/knit/internal/client"
-	knetns "github.com/knit-net/knit/internal/netns"
+	"github.com/knit-net/knit/internal/netns"
 )
 
 // host is the throwaway host namespace with knitd running in it.
 type host struct {
 	cfg                   config
 	nsName, nsPath        string
-	nsCreated             bool
+	nsCreated             bool        // whatever is at nsPath is this run's
+	ns                    *benchns.NS // the host namespace, once made
 	dir, runDir, stateDir string
 	socket, logPath       string
 	logFile               *os.File
@@ -48,52 +49,24 @@ func (h *host) setup() error {
 	h.runDir, h.stateDir = filepath.Join(dir, "run"), filepath.Join(dir, "state")
 	h.socket, h.logPath = filepath.Join(dir, "knit.sock"), filepath.Join(dir, "knitd.log")
 	h.nsName = fmt.Sprintf("kb-host-%d", os.Getpid())
-	h.nsPath = filepath.Join("/run/netns", h.nsName)
+	h.nsPath = filepath.Join(benchns.Dir, h.nsName)
 	if _, err := os.Stat(h.nsPath); err == nil {
 		return fmt.Errorf("namespace %s already exists: a run with this PID did not clean up; delete it with ip netns del %s", h.nsName, h.nsName)
 	}
 	h.nsCreated = true // from here on, whatever exists at nsPath is ours
-	if err := createNamedNS(h.nsName); err != nil {
+	if h.ns, err = benchns.Create(h.nsName); err != nil {
+		if errors.Is(err, fs.ErrExist) { // made by someone else since the check
+			h.nsCreated = false
+		}
 		return err
 	}
 	for _, kv := range h.cfg.sysctls {
 		k, v, _ := strings.Cut(kv, "=")
-		if err := knetns.SetSysctl(h.nsPath, strings.ReplaceAll(k, ".", "/"), v); err != nil {
+		if err := h.ns.Sysctl(strings.ReplaceAll(k, ".", "/"), v); err != nil {
 			return fmt.Errorf("-host-sysctl %s: %w", kv, err)
 		}
 	}
 	return nil
-}
-
-// createNamedNS creates /run/netns/name with netns.NewNamed, which switches
-// the calling thread into the new namespace; it runs on a fresh locked
-// goroutine that switches back, and whose thread the Go runtime ends if
-// switching back fails.
-func createNamedNS(name string) error {
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		orig, err := vnetns.Get()
-		if err != nil {
-			goruntime.UnlockOSThread()
-			errc <- fmt.Errorf("current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		ns, err := vnetns.NewNamed(name)
-		if err != nil {
-			err = fmt.Errorf("create namespace %s: %w", name, err)
-		} else {
-			ns.Close()
-		}
-		if serr := vnetns.Set(orig); serr != nil {
-			errc <- errors.Join(err, fmt.Errorf("switch back from namespace %s: %w", name, serr))
-			return // the thread stays locked and dies with this goroutine
-		}
-		goruntime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
 }
 
 // startKnitd runs knitd inside the host namespace, entering only its network
@@ -212,9 +185,9 @@ func (h *host) cleanup() error {
 	h.killLeftovers()
 	if h.runDir != "" {
 		dir := filepath.Join(h.runDir, "netns")
-		files, _ := knetns.List(dir)
+		files, _ := netns.List(dir)
 		for _, f := range files {
-			if err := knetns.Delete(filepath.Join(dir, f)); err != nil {
+			if err := netns.Delete(filepath.Join(dir, f)); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -223,11 +196,13 @@ func (h *host) cleanup() error {
 		}
 	}
 	if h.nsCreated {
-		err := vnetns.DeleteNamed(h.nsName)
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) { // not mounted: a half-made one
-			err = os.Remove(h.nsPath)
+		var err error
+		if h.ns != nil {
+			err = h.ns.Close()
+		} else { // a half-made one, if anything
+			err = netns.Delete(h.nsPath)
 		}
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err != nil {
 			errs = append(errs, fmt.Errorf("delete namespace %s: %w", h.nsName, err))
 		}
 	}

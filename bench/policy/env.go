@@ -14,7 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/knit-net/knit/internal/dataplane/nft"
+	"github.com/knit-net/knit/internal/dataplane/nft/netpol"
 )
 
 const bridge = "kb-pol"
@@ -69,7 +69,7 @@ func newSide(tag string) (s *side, err error) {
 		}
 	}
 	var on bool
-	if err := s.host.do(func() (err error) { on, err = nft.BridgeNetfilterOn(); return err }); err != nil {
+	if err := s.host.do(func() (err error) { on, err = netpol.BridgeNetfilterOn(); return err }); err != nil {
 		return s, err
 	}
 	if !on {

@@ -39,7 +39,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/knit-net/knit/internal/dataplane"
 	"github.com/knit-net/knit/internal/dataplane/nft"
+	"github.com/knit-net/knit/internal/dataplane/nft/networks"
 	"github.com/knit-net/knit/internal/policy"
 )
 
@@ -96,17 +98,17 @@ func run(cfg config) error {
 
 	var r results
 	in := workload(cfg.policies, cfg.pods)
-	net := nft.Config{Networks: []nft.Network{{Bridge: bridge, Subnets: env.subnets}}}
-	plain, err := nft.New(nft.Options{NetNSPath: env.sides[0].host.path})
+	net := dataplane.Config{Networks: []networks.Network{{Bridge: bridge, Subnets: env.subnets}}}
+	plain, err := dataplane.NewTable(nft.Options{NetNSPath: env.sides[0].host.path})
 	if err != nil {
 		return err
 	}
 	defer plain.Close()
-	if err := plain.Sync(net); err != nil {
+	if err := plain.Apply(net); err != nil {
 		return fmt.Errorf("side without policy: %w", err)
 	}
 	counter := &syncCounter{}
-	var d *nft.Dataplane
+	var d *dataplane.Table
 	var c *policy.Compiled
 	for range cfg.rounds {
 		if d != nil {
@@ -115,7 +117,7 @@ func run(cfg config) error {
 			}
 			d.Close()
 		}
-		if d, err = nft.New(nft.Options{NetNSPath: env.sides[1].host.path, Logger: slog.New(counter)}); err != nil {
+		if d, err = dataplane.NewTable(nft.Options{NetNSPath: env.sides[1].host.path, Logger: slog.New(counter)}); err != nil {
 			return err
 		}
 		t0 := time.Now()
@@ -123,7 +125,7 @@ func run(cfg config) error {
 		t1 := time.Now()
 		cfgWith := net
 		cfgWith.Policy = c
-		if err := d.Sync(cfgWith); err != nil {
+		if err := d.Apply(cfgWith); err != nil {
 			return fmt.Errorf("install: %w", err)
 		}
 		r.install.add(t1.Sub(t0), time.Since(t1))
@@ -142,7 +144,7 @@ func run(cfg config) error {
 		t1 := time.Now()
 		cfgWith := net
 		cfgWith.Policy = c
-		if err := d.Sync(cfgWith); err != nil {
+		if err := d.Apply(cfgWith); err != nil {
 			return fmt.Errorf("change policy %d: %w", i, err)
 		}
 		r.change.add(t1.Sub(t0), time.Since(t1))
@@ -150,7 +152,7 @@ func run(cfg config) error {
 	r.changeFull = counter.full.Load() - fullBefore
 
 	if cfg.control {
-		if err := d.Sync(net); err != nil {
+		if err := d.Apply(net); err != nil {
 			return err
 		}
 	}
@@ -179,7 +181,7 @@ func run(cfg config) error {
 			m.bps = append(m.bps, bps)
 		}
 	}
-	drops, err := d.PolicyDropCounts()
+	drops, err := d.Policy.DropCounts(d.Table)
 	if err != nil {
 		return err
 	}

@@ -73,10 +73,10 @@ type service struct {
 	gen      int // kube side: generation of its endpoint chains
 }
 
-// services returns n services: the first, 10.96.0.1:80, with the backend
+// makeServices returns n services: the first, 10.96.0.1:80, with the backend
 // namespace's ten addresses; the others at 10.96.x.y with distinct,
 // unanswered endpoints in 10.128.0.0/9.
-func services(n, eps int) []service {
+func makeServices(n, eps int) []service {
 	out := make([]service, n)
 	for i := range n {
 		v := i + 1
@@ -107,7 +107,7 @@ func run(cfg config) error {
 	}()
 	defer env.close()
 
-	big, small := services(cfg.services, cfg.endpoints), services(10, cfg.endpoints)
+	big, small := makeServices(cfg.services, cfg.endpoints), makeServices(10, cfg.endpoints)
 	var r results
 	fmt.Fprintf(os.Stderr, "direct connect (no service) …\n")
 	if r.direct, err = env.connectLatency(netip.MustParseAddrPort("172.16.1.2:8080"), cfg.connects); err != nil {

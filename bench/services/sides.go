@@ -11,15 +11,17 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/knit-net/knit/internal/dataplane"
 	"github.com/knit-net/knit/internal/dataplane/nft"
+	"github.com/knit-net/knit/internal/dataplane/nft/services"
 )
 
 // knitConfig is the dataplane config of svcs; building it is the caller's
 // work, not timed.
-func knitConfig(svcs []service) nft.Config {
-	cfg := nft.Config{ServiceRanges: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}}
+func knitConfig(svcs []service) dataplane.Config {
+	cfg := dataplane.Config{ServiceRanges: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}}
 	for i, s := range svcs {
-		cfg.Services = append(cfg.Services, nft.ServicePort{Name: fmt.Sprintf("bench/svc-%d:http", i),
+		cfg.Services = append(cfg.Services, services.ServicePort{Name: fmt.Sprintf("bench/svc-%d:http", i),
 			VIPs: []netip.Addr{s.vip}, Protocol: "tcp", Port: s.port, Backends: s.backends})
 	}
 	return cfg
@@ -51,16 +53,16 @@ func grown(bs []netip.AddrPort, i int) []netip.AddrPort {
 
 func benchKnit(e *env, cfg config, big, small []service, s *side) error {
 	bigCfg, smallCfg := knitConfig(big), knitConfig(small)
-	var d *nft.Dataplane
+	var d *dataplane.Table
 	for r := range cfg.rounds {
 		var err error
-		if d, err = nft.New(nft.Options{NetNSPath: e.host.path}); err != nil {
+		if d, err = dataplane.NewTable(nft.Options{NetNSPath: e.host.path}); err != nil {
 			return err
 		}
 		if err := d.Delete(); err != nil {
 			return err
 		}
-		took, err := timed(func() error { return d.Sync(bigCfg) })
+		took, err := timed(func() error { return d.Apply(bigCfg) })
 		if err != nil {
 			return err
 		}
@@ -73,11 +75,11 @@ func benchKnit(e *env, cfg config, big, small []service, s *side) error {
 	// A restarted knitd: a new Dataplane, a full sync into the table that
 	// holds everything already.
 	for range cfg.rounds {
-		d2, err := nft.New(nft.Options{NetNSPath: e.host.path})
+		d2, err := dataplane.NewTable(nft.Options{NetNSPath: e.host.path})
 		if err != nil {
 			return err
 		}
-		took, err := timed(func() error { return d2.Sync(bigCfg) })
+		took, err := timed(func() error { return d2.Apply(bigCfg) })
 		d2.Close()
 		if err != nil {
 			return err
@@ -88,7 +90,7 @@ func benchKnit(e *env, cfg config, big, small []service, s *side) error {
 	orig := bigCfg.Services[mid].Backends
 	for i := range cfg.changes {
 		bigCfg.Services[mid].Backends = replaced(orig, i+1)
-		took, err := timed(func() error { return d.Sync(bigCfg) })
+		took, err := timed(func() error { return d.Apply(bigCfg) })
 		if err != nil {
 			return err
 		}
@@ -96,7 +98,7 @@ func benchKnit(e *env, cfg config, big, small []service, s *side) error {
 	}
 	for i := range cfg.changes {
 		bigCfg.Services[mid].Backends = grown(orig, i+1)
-		took, err := timed(func() error { return d.Sync(bigCfg) })
+		took, err := timed(func() error { return d.Apply(bigCfg) })
 		if err != nil {
 			return err
 		}
@@ -106,10 +108,10 @@ func benchKnit(e *env, cfg config, big, small []service, s *side) error {
 	// load drifts, and both should see the same drift.
 	for range cfg.latencyRounds {
 		for _, m := range []struct {
-			cfg nft.Config
+			cfg dataplane.Config
 			out *[]time.Duration
 		}{{smallCfg, &s.connSmall}, {bigCfg, &s.connBig}} {
-			if err := d.Sync(m.cfg); err != nil {
+			if err := d.Apply(m.cfg); err != nil {
 				return err
 			}
 			time.Sleep(cfg.settle)

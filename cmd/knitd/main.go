@@ -15,7 +15,7 @@ import (
 
 	"github.com/knit-net/knit/internal/daemon"
 	"github.com/knit-net/knit/internal/ipam"
-	"github.com/knit-net/knit/internal/runtime"
+	"github.com/knit-net/knit/internal/runner"
 )
 
 type poolsFlag []ipam.Pool
@@ -41,7 +41,7 @@ func (p *prefixesFlag) Set(s string) error {
 }
 
 func main() {
-	runtime.InitMain() // a container's init step re-executes knitd; never returns there
+	runner.InitMain() // a container's init step re-executes knitd; never returns there
 	var cfg daemon.Config
 	var pools poolsFlag
 	var level, format string

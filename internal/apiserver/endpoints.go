@@ -8,27 +8,23 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/ipam"
+	"github.com/knit-net/knit/internal/kname"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
 
-// HostVethName is the host end of a container's idx-th interface:
-// "knv" + 9 hex digits of the ID + "-" + idx fits IFNAMSIZ for idx < 100.
-func HostVethName(id string, idx int) string { return "knv" + id[:9] + "-" + strconv.Itoa(idx) }
-
-// MaxInterfaces bounds the interfaces of one container (see HostVethName).
+// MaxInterfaces bounds the interfaces of one container (see kname.HostVeth).
 const MaxInterfaces = 100
 
 // newEndpoint allocates c's addresses on n (statics first) for interface
 // eth<idx>.
 func newEndpoint(tx store.Tx, c *v1.Container, n *v1.Network, idx int, statics []netip.Addr, aliases []string) (v1.Endpoint, error) {
 	ep := v1.Endpoint{
-		Network: n.Name, NetworkID: n.ID, Interface: "eth" + strconv.Itoa(idx),
-		HostVeth: HostVethName(c.ID, idx), Aliases: aliases,
+		Network: n.Name, NetworkID: n.ID, Interface: kname.ContainerIf(idx),
+		HostVeth: kname.HostVeth(c.ID, idx), Aliases: aliases,
 	}
 	for _, sub := range n.Subnets {
 		var a netip.Addr
@@ -135,7 +131,7 @@ func connectLocked(tx store.Tx, c *v1.Container, n *v1.Network, req v1.Connect) 
 		used[ep.Interface] = true
 	}
 	idx := 0
-	for used["eth"+strconv.Itoa(idx)] {
+	for used[kname.ContainerIf(idx)] {
 		idx++
 	}
 	if idx >= MaxInterfaces {

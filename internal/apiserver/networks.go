@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/ipam"
+	"github.com/knit-net/knit/internal/kname"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
@@ -18,9 +19,6 @@ import (
 func predefined(name string) bool {
 	return name == v1.DefaultBridgeNetwork || name == v1.HostNetwork || name == v1.NoneNetwork
 }
-
-// BridgeName is the kernel bridge of a network without --bridge.
-func BridgeName(id string) string { return "kn-" + id[:8] }
 
 func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request) {
 	nets, err := read(r.Context(), s.st, state.ListNetworks)
@@ -66,7 +64,7 @@ func (s *Server) CreateNetwork(ctx context.Context, req v1.NetworkCreate) (*v1.N
 		MTU: req.MTU, Labels: req.Labels, Bridge: req.Bridge, Created: time.Now().UTC(),
 	}
 	if n.Driver == v1.DriverBridge && n.Bridge == "" {
-		n.Bridge = BridgeName(id)
+		n.Bridge = kname.Bridge(id)
 	}
 	_, err := s.st.Update(ctx, func(tx store.Tx) error {
 		nets, err := state.ListNetworks(tx)

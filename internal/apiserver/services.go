@@ -13,9 +13,9 @@ import (
 	"time"
 
 	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/endpoints"
 	"github.com/knit-net/knit/internal/ipam"
 	"github.com/knit-net/knit/internal/portmap"
-	"github.com/knit-net/knit/internal/service"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
@@ -489,7 +489,7 @@ func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return v1.ServiceDetail{}, err
 		}
-		eps := service.NewIndex(cs).Endpoints(svc)
+		eps := endpoints.NewIndex(cs).Endpoints(svc)
 		if eps == nil {
 			eps = []v1.ServiceEndpoint{}
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,20 +14,19 @@ import (
 	"github.com/vishvananda/netlink"
 
 	v1 "github.com/knit-net/knit/api/v1"
-
 	"github.com/knit-net/knit/internal/apiserver"
 	"github.com/knit-net/knit/internal/controller/container"
-	"github.com/knit-net/knit/internal/controller/dataplane"
 	"github.com/knit-net/knit/internal/controller/network"
 	policyctl "github.com/knit-net/knit/internal/controller/policy"
 	"github.com/knit-net/knit/internal/controller/service"
+	"github.com/knit-net/knit/internal/dataplane"
 	"github.com/knit-net/knit/internal/dataplane/nft"
 	"github.com/knit-net/knit/internal/dns"
 	"github.com/knit-net/knit/internal/driver"
 	"github.com/knit-net/knit/internal/driver/bridge"
 	"github.com/knit-net/knit/internal/netns"
 	"github.com/knit-net/knit/internal/reconcile"
-	"github.com/knit-net/knit/internal/runtime"
+	"github.com/knit-net/knit/internal/runner"
 	"github.com/knit-net/knit/internal/store"
 	"github.com/knit-net/knit/internal/store/bolt"
 )
@@ -38,10 +36,9 @@ type daemon struct {
 	cfg      Config
 	st       store.Store
 	hostNL   *netlink.Handle
-	nft      *nft.Dataplane
 	dp       *dataplane.Manager
 	dns      *dns.Server
-	rt       *runtime.Runtime
+	rt       *runner.Runtime
 	nets     *network.Controller
 	ctrs     *container.Controller
 	netLoop  *reconcile.Loop
@@ -75,10 +72,9 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 	if err := netns.SetSysctl("", "net/ipv4/ip_forward", "1"); err != nil {
 		return nil, fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
-	if d.nft, err = nft.New(nft.Options{Logger: cfg.Logger}); err != nil {
+	if d.dp, err = dataplane.NewManager(nft.Options{Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
-	d.dp = dataplane.New(d.nft, cfg.Logger)
 	drivers := map[string]driver.Driver{
 		"bridge": bridge.New(bridge.Options{Handle: d.hostNL, Logger: cfg.Logger}),
 		"host":   driver.Passive{},
@@ -87,7 +83,7 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 	d.nets = network.New(d.st, drivers, d.dp, cfg.Logger)
 	d.dns = dns.New(dns.Options{Port: cfg.DNSPort, Upstreams: hostUpstreams(cfg.HostResolvConf), ClusterDomain: cfg.ClusterDomain, Logger: cfg.Logger})
 	d.nets.OnNetworks = func(nets []v1.Network) error { return d.dns.SetListenAddrs(gatewayAddrs(nets)) }
-	d.rt, err = runtime.New(d.runtimeDir(), cfg.Logger, func(id string, code int) {
+	d.rt, err = runner.New(d.runtimeDir(), cfg.Logger, func(id string, code int) {
 		d.ctrs.OnExit(id, code)
 	})
 	if err != nil {
@@ -97,15 +93,15 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 		Store: d.st, Runtime: d.rt, Networks: d.nets, Dataplane: d.dp, DNS: d.dns, Drivers: drivers,
 		NetNSDir: d.netnsDir, HostResolvConf: cfg.HostResolvConf, ClusterDomain: cfg.ClusterDomain, Logger: cfg.Logger,
 	})
-	d.pols = policyctl.New(d.st, d.dp, policyKernel{d.nft}, cfg.Logger)
+	d.pols = policyctl.New(d.st, d.dp, d.dp, cfg.Logger)
 	d.svcs = service.New(service.Options{
-		Store: d.st, Dataplane: d.dp, DNS: d.dns, Ranges: cfg.ServiceCIDRs, Routes: localRoutes{d.hostNL}, Logger: cfg.Logger,
+		Store: d.st, Dataplane: d.dp, DNS: d.dns, Ranges: cfg.ServiceCIDRs, Routes: dataplane.LocalRoutes{H: d.hostNL}, Logger: cfg.Logger,
 	})
 	d.netLoop = reconcile.New(d.st, d.nets, reconcile.Options{Name: "networks", Prefix: "networks/", Resync: 5 * time.Minute, Logger: cfg.Logger})
 	d.ctrLoop = reconcile.New(d.st, d.ctrs, reconcile.Options{Name: "containers", Prefix: "containers/", Workers: 4, Resync: time.Minute, Logger: cfg.Logger})
 	d.ctrs.Enqueue = d.ctrLoop.Enqueue
 	d.api = apiserver.New(apiserver.Options{
-		Store: d.st, Pools: cfg.Pools, Host: hostView{d.hostNL}, Logger: cfg.Logger, LogPath: d.rt.LogPath, Debug: cfg.Debug,
+		Store: d.st, Pools: cfg.Pools, Host: dataplane.HostView{NL: d.hostNL}, Logger: cfg.Logger, LogPath: d.rt.LogPath, Debug: cfg.Debug,
 		Services: apiserver.ServiceOptions{
 			Ranges: cfg.ServiceCIDRs, NodePortLow: cfg.NodePortLow, NodePortHigh: cfg.NodePortHigh,
 			LBPools: cfg.LBPools, Applied: d.svcs.Applied,
@@ -113,15 +109,6 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 		Policy: d.pols, PolicyApplied: d.pols.Applied,
 	})
 	return d, nil
-}
-
-// policyKernel gives the policy controller the data plane's drop counters
-// and drop log.
-type policyKernel struct{ dp *nft.Dataplane }
-
-func (k policyKernel) PolicyDropCounts() (map[uint32]uint64, error) { return k.dp.PolicyDropCounts() }
-func (k policyKernel) NewDropReader(fn func(nft.Drop)) (io.Closer, error) {
-	return k.dp.ReadPolicyDrops(fn)
 }
 
 func (d *daemon) runtimeDir() string { return filepath.Join(d.cfg.RunDir, "containers") }
@@ -176,8 +163,8 @@ func (d *daemon) serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (d *daemon) close() {
-	if d.nft != nil {
-		d.nft.Close()
+	if d.dp != nil {
+		d.dp.Close()
 	}
 	if d.dns != nil {
 		d.dns.Close()

@@ -4,29 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
-	"strings"
-
-	"github.com/vishvananda/netlink"
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/controller/network"
+	"github.com/knit-net/knit/internal/dataplane"
+	"github.com/knit-net/knit/internal/kname"
 	"github.com/knit-net/knit/internal/netns"
-	"github.com/knit-net/knit/internal/portmap"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
-
-// Kernel object names knit owns: bridges "kn-…" (user-named bridges are
-// found through the store) and host veths "knv…".
-const (
-	bridgePrefix = "kn-"
-	vethPrefix   = "knv"
-)
-
-// DefaultBridgeName is the kernel bridge of the default network.
-const DefaultBridgeName = "knit0"
 
 // recover brings the kernel in line with the store before the API opens:
 // predefined networks exist, networks and containers are synced (adopting
@@ -77,7 +64,7 @@ func (d *daemon) recover(ctx context.Context) error {
 // ensurePredefined creates the bridge, host and none networks on first start.
 func (d *daemon) ensurePredefined(ctx context.Context) error {
 	reqs := []v1.NetworkCreate{
-		{Name: v1.DefaultBridgeNetwork, Driver: v1.DriverBridge, Bridge: DefaultBridgeName},
+		{Name: v1.DefaultBridgeNetwork, Driver: v1.DriverBridge, Bridge: kname.DefaultBridge},
 		{Name: v1.HostNetwork, Driver: v1.DriverHost},
 		{Name: v1.NoneNetwork, Driver: v1.DriverNone},
 	}
@@ -105,23 +92,7 @@ func (d *daemon) ensurePredefined(ctx context.Context) error {
 // namespace files of containers that are gone or not running, and runtime
 // state of containers no longer in the store.
 func (d *daemon) prune(bridges, ids map[string]bool) error {
-	links, err := d.hostNL.LinkList()
-	if err != nil {
-		return fmt.Errorf("list links: %w", err)
-	}
-	veths := d.ctrs.Applied()
-	var errs []error
-	for _, l := range links {
-		name := l.Attrs().Name
-		stale := (strings.HasPrefix(name, bridgePrefix) && l.Type() == "bridge" && !bridges[name]) ||
-			(strings.HasPrefix(name, vethPrefix) && l.Type() == "veth" && !veths[name])
-		if stale {
-			d.cfg.Logger.Info("removing stale link", "link", name)
-			if err := d.hostNL.LinkDel(l); err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-				errs = append(errs, fmt.Errorf("delete stale link %s: %w", name, err))
-			}
-		}
-	}
+	errs := []error{dataplane.PruneLinks(d.hostNL, bridges, d.ctrs.Applied(), d.cfg.Logger)}
 	files, err := netns.List(d.netnsDir)
 	if err != nil {
 		return err
@@ -144,66 +115,4 @@ func (d *daemon) prune(bridges, ids map[string]bool) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// hostView is the API's read-only look at the host.
-type hostView struct{ nl *netlink.Handle }
-
-func (h hostView) Routes() []netip.Prefix {
-	routes, err := h.nl.RouteList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil
-	}
-	var out []netip.Prefix
-	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		ones, _ := r.Dst.Mask.Size()
-		a, ok := netip.AddrFromSlice(r.Dst.IP)
-		if !ok || ones == 0 || a.IsLinkLocalUnicast() || a.IsMulticast() {
-			continue
-		}
-		out = append(out, netip.PrefixFrom(a.Unmap(), ones).Masked())
-	}
-	return out
-}
-
-func (h hostView) HasAddress(ip netip.Addr) bool {
-	addrs, err := h.nl.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip {
-			return true
-		}
-	}
-	return false
-}
-
-// Sockets reads /proc/thread-self/net: the calling thread is never in a
-// container's namespace (those threads stay locked to their goroutine).
-func (h hostView) Sockets() portmap.HostHolder { return portmap.HostSockets("/proc/thread-self/net") }
-
-// CheckEndpoint looks, read-only, for the host veth in knitd's namespace and
-// the interface in the container's.
-func (h hostView) CheckEndpoint(nsPath, ifName, hostVeth string) error {
-	if _, err := h.nl.LinkByName(hostVeth); err != nil {
-		return v1.Conflictf("host veth %s of interface %s is missing; DEL and ADD the attachment again", hostVeth, ifName)
-	}
-	ch, err := netns.NetlinkHandle(nsPath)
-	if err != nil {
-		return v1.Conflictf("network namespace %s cannot be opened: %s", nsPath, err)
-	}
-	defer ch.Close()
-	if _, err := ch.LinkByName(ifName); err != nil {
-		return v1.Conflictf("interface %s is missing in %s; DEL and ADD the attachment again", ifName, nsPath)
-	}
-	return nil
-}
-
-func (h hostView) LinkExists(name string) bool {
-	_, err := h.nl.LinkByName(name)
-	return err == nil
 }

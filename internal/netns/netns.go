@@ -125,3 +125,16 @@ func writeSysctl(key, value string) error {
 	}
 	return nil
 }
+
+// Open opens the network namespace file at path, or the calling thread's
+// namespace when path is empty, for netlink sockets bound to it.
+func Open(path string) (*os.File, error) {
+	if path == "" {
+		path = "/proc/thread-self/ns/net"
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	return f, nil
+}

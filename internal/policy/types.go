@@ -98,3 +98,19 @@ type AllowKey struct {
 	Proto          uint8
 	PortLo, PortHi uint16
 }
+
+// Groups is EgressGroup (egress) or IngressGroup.
+func (c *Compiled) Groups(egress bool) map[netip.Addr]uint32 {
+	if egress {
+		return c.EgressGroup
+	}
+	return c.IngressGroup
+}
+
+// Allows is Egress (egress) or Ingress.
+func (c *Compiled) Allows(egress bool) []Allow {
+	if egress {
+		return c.Egress
+	}
+	return c.Ingress
+}

@@ -63,7 +63,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 			t.Logf("containerd log:\n%s", b)
 		}
 	})
-	if !waitFor(20*time.Second, func() bool { _, err := c.try("version"); return err == nil }) {
+	if !eventually(t, 30*time.Second, "containerd to answer", func() error { _, err := c.try("version"); return err }) {
 		b, _ := os.ReadFile(log.Name())
 		t.Fatalf("containerd did not come up:\n%s", b)
 	}
@@ -146,13 +146,21 @@ func TestCNIContainerd(t *testing.T) {
 	})
 
 	var name string
-	if !waitFor(20*time.Second, func() bool { name = h.cniContainers()["default-"+id]; return name != "" }) {
-		t.Fatalf("knit never saw the attachment of %s; ctr says:\n%s", id, out.String())
+	if !eventually(t, 30*time.Second, "knit to show the attachment of "+id, func() error {
+		if name = h.cniContainers()["default-"+id]; name == "" {
+			return fmt.Errorf("not in knit ps; ctr says:\n%s", out.String())
+		}
+		return nil
+	}) {
+		t.FailNow()
 	}
 	ip := h.ip(name, "kctr")
-	if !waitFor(5*time.Second, func() bool { return strings.Contains(out.String(), "inet "+ip+"/") }) {
-		t.Errorf("eth0 in the container does not have %s:\n%s", ip, out.String())
-	}
+	eventually(t, 10*time.Second, "the container to show "+ip+" on eth0", func() error {
+		if !strings.Contains(out.String(), "inet "+ip+"/") {
+			return fmt.Errorf("ctr says:\n%s", out.String())
+		}
+		return nil
+	})
 
 	_, err := c.try("task", "kill", "-s", "KILL", id)
 	must(t, err)

@@ -104,13 +104,15 @@ func TestCNIPodman(t *testing.T) {
 	// DNS server, knit's resolver) and fetches from it.
 	for from, to := range map[string]string{"web": "app", "app": "web"} {
 		var out string
-		var err error
-		ok := waitFor(10*time.Second, func() bool {
+		if !eventually(t, 20*time.Second, from+" to fetch from "+to+" by name", func() error {
+			var err error
 			out, err = p.try("exec", from, "/bin/sh", "-c", "nslookup "+to+"; timeout 3 wget -q -O - http://"+to+":8080/index.html")
-			return err == nil && strings.Contains(out, "hello from "+to)
-		})
-		if !ok {
-			t.Fatalf("%s -> %s by name: %v\n%s", from, to, err, out)
+			if err == nil && !strings.Contains(out, "hello from "+to) {
+				err = fmt.Errorf("no greeting:\n%s", out)
+			}
+			return err
+		}) {
+			t.FailNow()
 		}
 		if !strings.Contains(out, "Address: "+ips[to]) {
 			t.Errorf("%s resolved %s to something other than %s:\n%s", from, to, ips[to], out)

@@ -117,18 +117,6 @@ func runTool(env []string, timeout time.Duration, name string, args ...string) (
 	return out.String(), nil
 }
 
-// waitFor polls cond every 100 ms until it holds or the timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return cond()
-}
-
 // knitLinks lists the host namespace's knit veths.
 func (h *Host) knitVeths() []string {
 	var out []string

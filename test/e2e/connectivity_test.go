@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -138,13 +139,10 @@ func TestExitedContainerReleasesAddress(t *testing.T) {
 	if st := h.container("next").Status.State; st != "exited" {
 		t.Errorf("after stop: %s", st)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && strings.Contains(strings.Join(h.links(), " "), "knv") {
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, l := range h.links() {
-		if strings.HasPrefix(l, "knv") {
-			t.Errorf("veth %s left after every container exited", l)
+	eventually(t, 10*time.Second, "every veth to go after every container exited", func() error {
+		if v := h.knitVeths(); len(v) > 0 {
+			return fmt.Errorf("veths left: %v", v)
 		}
-	}
+		return nil
+	})
 }

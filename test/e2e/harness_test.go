@@ -136,17 +136,14 @@ func (h *Host) startKnitd() {
 	cmd.Stdout, cmd.Stderr = f, f
 	must(t, cmd.Start())
 	h.knitd = cmd
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := h.try("network", "ls"); err == nil {
-			return
-		}
-		if cmd.ProcessState != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	// knitd opens its socket only after recovering what an earlier knitd
+	// left, so an answer means it is up and in sync with the kernel.
+	if !eventually(t, 30*time.Second, "knitd to answer on its socket", func() error {
+		_, err := h.try("network", "ls")
+		return err
+	}) {
+		t.Fatalf("knitd did not come up; its log:\n%s", h.daemonLog())
 	}
-	t.Fatalf("knitd did not come up; its log:\n%s", h.daemonLog())
 }
 
 // killKnitd ends knitd the hard way (kill -9), as a crash would.
@@ -258,19 +255,74 @@ func (h *Host) dial(from, addr string) (string, bool) {
 	return strings.TrimSpace(out), err == nil
 }
 
+// waitLog waits until the container has logged want and returns its log.
 func (h *Host) waitLog(name, want string) string {
 	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
 	var out string
-	for time.Now().Before(deadline) {
-		out, _ = h.try("logs", name)
-		if strings.Contains(out, want) {
-			return out
+	if !eventually(h.t, 20*time.Second, fmt.Sprintf("container %s to log %q", name, want), func() error {
+		var err error
+		if out, err = h.try("logs", name); err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
+		if !strings.Contains(out, want) {
+			return fmt.Errorf("its log so far:\n%s", out)
+		}
+		return nil
+	}) {
+		h.t.FailNow()
 	}
-	h.t.Fatalf("container %s never logged %q; log:\n%s", name, want, out)
-	return ""
+	return out
+}
+
+// holdOKs counts the "ok N" lines that "probe hold" has logged in container
+// id (one per ten exchanges, about one a second). It reads the log file that
+// the container writes itself, so it works while knitd is down.
+func (h *Host) holdOKs(id string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(h.dir, "run", "containers", id, "log"))
+	if err != nil {
+		return 0, err
+	}
+	if strings.Contains(string(b), "FAIL") {
+		return 0, fmt.Errorf("the connection broke:\n%s", b)
+	}
+	return strings.Count(string(b), "ok "), nil
+}
+
+// holdAdvances is a condition for eventually: container id's "probe hold"
+// logs another "ok" line after the call to holdAdvances.
+func (h *Host) holdAdvances(id string) func() error {
+	mark, _ := h.holdOKs(id)
+	return func() error {
+		n, err := h.holdOKs(id)
+		if err == nil && n <= mark {
+			err = fmt.Errorf("still %d ok lines", n)
+		}
+		return err
+	}
+}
+
+// pollInterval is the pause between eventually's attempts.
+const pollInterval = 50 * time.Millisecond
+
+// eventually calls cond every pollInterval until it returns nil and then
+// returns true. If cond still fails on the first call that starts after
+// timeout, eventually reports what was awaited and cond's last error with
+// t.Errorf and returns false; callers that cannot go on call t.FailNow.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) bool {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		last := time.Now().After(deadline)
+		err := cond()
+		if err == nil {
+			return true
+		}
+		if last {
+			t.Errorf("gave up after %v waiting for %s: %v", timeout, what, err)
+			return false
+		}
+		time.Sleep(pollInterval)
+	}
 }
 
 // links lists the host namespace's link names.

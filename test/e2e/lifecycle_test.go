@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,12 +22,17 @@ func TestKnitdCrashKeepsConnections(t *testing.T) {
 	h.knit("run", "-d", "--name", "client", "--network", "back", "--", bins.probe, "hold", dbAddr)
 	h.waitLog("client", "ok 10")
 	linksBefore := strings.Join(h.links(), ",")
+	id := h.container("client").ID
 
 	h.killKnitd()
-	time.Sleep(300 * time.Millisecond)
+	// knit logs needs knitd, so watch the log file while it is down.
+	if !eventually(t, 10*time.Second, "the connection to carry traffic while knitd is down", h.holdAdvances(id)) {
+		t.FailNow()
+	}
 	h.startKnitd()
 	mark := strings.Count(h.knit("logs", "client"), "ok ")
-	time.Sleep(700 * time.Millisecond)
+	// The log file only grows, so a new ok line there is one past mark.
+	eventually(t, 10*time.Second, "the connection to carry traffic after the restart", h.holdAdvances(id))
 
 	logs := h.knit("logs", "client")
 	if strings.Contains(logs, "FAIL") || strings.Count(logs, "ok ") <= mark {
@@ -57,7 +63,7 @@ func TestRestartRemovesWhatDiedWhileDown(t *testing.T) {
 	p, err := os.FindProcess(c.Status.Pid)
 	must(t, err)
 	must(t, p.Kill())
-	time.Sleep(200 * time.Millisecond)
+	eventually(t, 10*time.Second, "the killed process to die", func() error { return procDead(c.Status.Pid) })
 	h.startKnitd()
 	if st := h.container("victim").Status.State; st != "exited" {
 		t.Fatalf("dead container is %s after restart", st)
@@ -137,6 +143,27 @@ func assertClean(t *testing.T, h *Host) {
 	if strings.Fields(nets) == nil || strings.Join(strings.Fields(nets), ",") != "bridge,host,none" {
 		t.Errorf("networks left: %q", nets)
 	}
+}
+
+// procDead reports an error while pid is a live process; a zombie counts as
+// dead, as it does for knitd.
+func procDead(pid int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// The state follows the command name, which may hold spaces and ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return fmt.Errorf("malformed /proc/%d/stat: %q", pid, b)
+	}
+	if st := b[i+2]; st != 'Z' && st != 'X' {
+		return fmt.Errorf("process %d is still in state %c", pid, st)
+	}
+	return nil
 }
 
 func contains(xs []string, x string) bool {

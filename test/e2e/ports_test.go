@@ -137,6 +137,10 @@ func TestPublishedPortSurvivesRestart(t *testing.T) {
 	h.killKnitd()
 	must(t, echo())
 	h.startKnitd()
+	// knitd is in sync when it answers (startKnitd), but its loops start
+	// only then, and nothing tells when they are idle: sample the
+	// connection over a short window to catch them breaking it. A window,
+	// not a wait: there is no event to poll for.
 	for range 5 {
 		if err := echo(); err != nil {
 			t.Fatalf("connection through the published port broke across the restart: %v", err)

@@ -20,21 +20,68 @@ import (
 	"time"
 
 	v1 "github.com/knit-net/knit/api/v1"
-	"github.com/knit-net/knit/internal/controller/dataplane"
 	"github.com/knit-net/knit/internal/controller/network"
+	"github.com/knit-net/knit/internal/dataplane"
+	"github.com/knit-net/knit/internal/dataplane/nft/ports"
 	"github.com/knit-net/knit/internal/driver"
-	"github.com/knit-net/knit/internal/runtime"
+	"github.com/knit-net/knit/internal/netns"
+	"github.com/knit-net/knit/internal/runner"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
 
+// Runtime runs containers' processes: *runner.Runtime.
+type Runtime interface {
+	// Adopt finds a container's process again: its pid and whether it
+	// is alive.
+	Adopt(id string) (int, bool)
+	Start(spec runner.Spec) (int, error)
+	Stop(id string, grace time.Duration) error
+	Kill(id string) error
+	Remove(id string) error
+}
+
+// Networks puts a network's host side in place before an endpoint joins
+// it: *network.Controller.
+type Networks interface {
+	Ensure(n *v1.Network) error
+}
+
+// Dataplane receives each container's published ports: *dataplane.Manager.
+type Dataplane interface {
+	SetPorts(id string, ports []ports.Port) error
+}
+
+// Namespaces makes and removes network namespace files; nil is package
+// netns (tests give a fake).
+type Namespaces interface {
+	Create(path string) error
+	Delete(path string) error
+	Mounted(path string) (bool, error)
+}
+
+var (
+	_ Runtime   = (*runner.Runtime)(nil)
+	_ Networks  = (*network.Controller)(nil)
+	_ Dataplane = (*dataplane.Manager)(nil)
+)
+
+// kernelNamespaces is package netns.
+type kernelNamespaces struct{}
+
+func (kernelNamespaces) Create(path string) error          { return netns.Create(path) }
+func (kernelNamespaces) Delete(path string) error          { return netns.Delete(path) }
+func (kernelNamespaces) Mounted(path string) (bool, error) { return netns.Mounted(path) }
+
 // Options configure a Controller.
 type Options struct {
 	Store    store.Store
-	Runtime  *runtime.Runtime
-	Networks *network.Controller
+	Runtime  Runtime
+	Networks Networks
 	// Dataplane receives the container's published ports.
-	Dataplane *dataplane.Manager
+	Dataplane Dataplane
+	// Namespaces defaults to package netns.
+	Namespaces Namespaces
 	// DNS receives the container's names.
 	DNS     Names
 	Drivers map[string]driver.Driver
@@ -52,7 +99,8 @@ type Options struct {
 type Controller struct {
 	opts Options
 	st   store.Store
-	rt   *runtime.Runtime
+	rt   Runtime
+	ns   Namespaces
 	log  *slog.Logger
 	// Enqueue is set by the daemon to its loop's Enqueue, so process exits
 	// reported by the runtime reach Sync.
@@ -76,8 +124,12 @@ type appliedEP struct {
 
 // New makes a controller.
 func New(opts Options) *Controller {
+	ns := opts.Namespaces
+	if ns == nil {
+		ns = kernelNamespaces{}
+	}
 	return &Controller{
-		opts: opts, st: opts.Store, rt: opts.Runtime, log: opts.Logger,
+		opts: opts, st: opts.Store, rt: opts.Runtime, ns: ns, log: opts.Logger,
 		names: map[string]string{}, exits: map[string]int{},
 		applied: map[string][]appliedEP{}, stopping: map[string]bool{}, netns: map[string]bool{},
 	}

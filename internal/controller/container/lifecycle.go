@@ -10,9 +10,8 @@ import (
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/ipam"
-	"github.com/knit-net/knit/internal/netns"
 	"github.com/knit-net/knit/internal/portmap"
-	"github.com/knit-net/knit/internal/runtime"
+	"github.com/knit-net/knit/internal/runner"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
@@ -36,7 +35,7 @@ func (c *Controller) start(ctx context.Context, ctr *v1.Container) error {
 		pid, alive = c.rt.Adopt(ctr.ID)
 	}
 	if err == nil && !alive && ctr.Runtime != v1.RuntimeCNI {
-		pid, err = c.rt.Start(runtime.Spec{
+		pid, err = c.rt.Start(runner.Spec{
 			ID: ctr.ID, Command: ctr.Command, Hostname: ctr.Hostname, NetNSPath: nsPath,
 			Hosts: hostsFile(ctr, owner), Resolv: c.resolvConf(ctr, owner, nets),
 		})
@@ -142,7 +141,7 @@ func (c *Controller) teardown(ctr *v1.Container) error {
 		}
 	}
 	if ownNetNS(ctr) {
-		if err := netns.Delete(c.NetNSPath(ctr.ID)); err != nil {
+		if err := c.ns.Delete(c.NetNSPath(ctr.ID)); err != nil {
 			errs = append(errs, err)
 		} else {
 			c.mu.Lock()
@@ -209,7 +208,7 @@ func (c *Controller) netnsFor(ctx context.Context, ctr *v1.Container) (string, *
 }
 
 func (c *Controller) ensureNetNS(id, path string) error {
-	err := netns.Create(path)
+	err := c.ns.Create(path)
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
@@ -231,7 +230,7 @@ func (c *Controller) adoptNetNS(ctr *v1.Container) error {
 	if known {
 		return nil
 	}
-	ok, err := netns.Mounted(c.NetNSPath(ctr.ID))
+	ok, err := c.ns.Mounted(c.NetNSPath(ctr.ID))
 	if err != nil {
 		return err
 	}

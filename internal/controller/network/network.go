@@ -12,18 +12,26 @@ import (
 	"sync"
 
 	v1 "github.com/knit-net/knit/api/v1"
-	"github.com/knit-net/knit/internal/controller/dataplane"
+	"github.com/knit-net/knit/internal/dataplane"
 	"github.com/knit-net/knit/internal/driver"
 	"github.com/knit-net/knit/internal/ipam"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
 
+// Dataplane is where the live networks go (knit's nftables table):
+// *dataplane.Manager.
+type Dataplane interface {
+	SetNetworks([]v1.Network) error
+}
+
+var _ Dataplane = (*dataplane.Manager)(nil)
+
 // Controller reconciles networks.
 type Controller struct {
 	st      store.Store
 	drivers map[string]driver.Driver
-	dp      *dataplane.Manager
+	dp      Dataplane
 	log     *slog.Logger
 
 	// OnNetworks, if set, is told the live networks after every change (knit's
@@ -35,7 +43,7 @@ type Controller struct {
 }
 
 // New makes a controller. drivers maps a driver name to its implementation.
-func New(st store.Store, drivers map[string]driver.Driver, dp *dataplane.Manager, log *slog.Logger) *Controller {
+func New(st store.Store, drivers map[string]driver.Driver, dp Dataplane, log *slog.Logger) *Controller {
 	return &Controller{st: st, drivers: drivers, dp: dp, log: log, applied: map[string]string{}}
 }
 

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	v1 "github.com/knit-net/knit/api/v1"
-	"github.com/knit-net/knit/internal/controller/dataplane"
-	"github.com/knit-net/knit/internal/dataplane/nft"
+	"github.com/knit-net/knit/internal/dataplane"
+	"github.com/knit-net/knit/internal/dataplane/nft/netpol"
 	"github.com/knit-net/knit/internal/policy"
 	"github.com/knit-net/knit/internal/reconcile"
 	"github.com/knit-net/knit/internal/state"
@@ -29,14 +29,24 @@ import (
 // counts per policy group, and a stream of (rate-limited) dropped packets.
 type Kernel interface {
 	PolicyDropCounts() (map[uint32]uint64, error)
-	NewDropReader(fn func(nft.Drop)) (io.Closer, error)
+	ReadPolicyDrops(fn func(netpol.Drop)) (io.Closer, error)
 }
+
+// Dataplane enforces the compiled policy: *dataplane.Manager.
+type Dataplane interface {
+	SetPolicy(*policy.Compiled) error
+}
+
+var (
+	_ Dataplane = (*dataplane.Manager)(nil)
+	_ Kernel    = (*dataplane.Manager)(nil)
+)
 
 // Controller runs the policy control loop.
 type Controller struct {
 	*reconcile.PassLoop
 	st     store.Store
-	dp     *dataplane.Manager
+	dp     Dataplane
 	kernel Kernel
 	log    *slog.Logger
 	// compiler reuses the work of the last pass for what did not change;
@@ -50,7 +60,7 @@ type Controller struct {
 }
 
 // New makes a controller; Run starts it.
-func New(st store.Store, dp *dataplane.Manager, kernel Kernel, log *slog.Logger) *Controller {
+func New(st store.Store, dp Dataplane, kernel Kernel, log *slog.Logger) *Controller {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -62,7 +72,7 @@ func New(st store.Store, dp *dataplane.Manager, kernel Kernel, log *slog.Logger)
 // Run runs the loop and records dropped packets until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	if c.kernel != nil {
-		r, err := c.kernel.NewDropReader(c.recordDrop)
+		r, err := c.kernel.ReadPolicyDrops(c.recordDrop)
 		if err != nil {
 			c.log.Warn("policy drops will not be listed: cannot read the kernel's drop log", "err", err)
 		} else {
@@ -74,7 +84,7 @@ func (c *Controller) Run(ctx context.Context) {
 
 // recordDrop keeps a dropped packet with the names of its ends and the
 // policies that isolate the side that dropped it.
-func (c *Controller) recordDrop(d nft.Drop) {
+func (c *Controller) recordDrop(d netpol.Drop) {
 	c.mu.Lock()
 	comp, names := c.compiled, c.names
 	c.mu.Unlock()

@@ -1,6 +1,6 @@
 // Package service is the Kubernetes Service controller. Services and
 // containers both live in the store; whenever either changes, it recomputes
-// every service's endpoints (package service selects them) and hands the
+// every service's endpoints (package endpoints selects them) and hands the
 // result to the nftables data plane (virtual IPs, node ports and load
 // balancer addresses DNATed to ready endpoints), to the DNS server
 // (cluster.local names) and to the host's routing table (the service range
@@ -23,12 +23,12 @@ import (
 	"time"
 
 	v1 "github.com/knit-net/knit/api/v1"
-	"github.com/knit-net/knit/internal/controller/dataplane"
-	"github.com/knit-net/knit/internal/dataplane/nft"
+	"github.com/knit-net/knit/internal/dataplane"
+	"github.com/knit-net/knit/internal/dataplane/nft/services"
 	"github.com/knit-net/knit/internal/dns"
+	"github.com/knit-net/knit/internal/endpoints"
 	"github.com/knit-net/knit/internal/probe"
 	"github.com/knit-net/knit/internal/reconcile"
-	svcsel "github.com/knit-net/knit/internal/service"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
@@ -36,14 +36,31 @@ import (
 // Options configure the controller.
 type Options struct {
 	Store     store.Store
-	Dataplane *dataplane.Manager
-	DNS       *dns.Server
+	Dataplane Dataplane
+	// DNS serves the cluster.local names; nil is none.
+	DNS Names
 	// Ranges are the ClusterIP ranges.
 	Ranges []netip.Prefix
 	// Routes makes the host's local routes for service addresses match.
 	Routes RouteSyncer
 	Logger *slog.Logger
 }
+
+// Dataplane load-balances the service ports: *dataplane.Manager.
+type Dataplane interface {
+	SetServices([]services.ServicePort, []netip.Prefix) error
+}
+
+// Names serves the services' DNS names: *dns.Server.
+type Names interface {
+	SetServices([]dns.Service)
+}
+
+var (
+	_ Dataplane   = (*dataplane.Manager)(nil)
+	_ Names       = (*dns.Server)(nil)
+	_ RouteSyncer = dataplane.LocalRoutes{}
+)
 
 // RouteSyncer keeps knit's local routes: exactly the given prefixes are
 // routed to the host itself.
@@ -128,7 +145,7 @@ func (c *Controller) recordReady(name string, ready bool) {
 
 // Desired is what one pass applies.
 type Desired struct {
-	Ports   []nft.ServicePort
+	Ports   []services.ServicePort
 	DNS     []dns.Service
 	LBAddrs []netip.Prefix
 	Probes  map[string]probe.Target
@@ -137,7 +154,7 @@ type Desired struct {
 // Compute derives the data plane, DNS, routes and probes from the store's
 // services and containers.
 func Compute(svcs []v1.Service, ctrs []v1.Container) Desired {
-	ix := svcsel.NewIndex(ctrs)
+	ix := endpoints.NewIndex(ctrs)
 	d := Desired{Probes: map[string]probe.Target{}}
 	for i := range svcs {
 		svc := &svcs[i]
@@ -160,7 +177,7 @@ func Compute(svcs []v1.Service, ctrs []v1.Container) Desired {
 			}
 		}
 		for _, sp := range svc.Spec.Ports {
-			p := nft.ServicePort{
+			p := services.ServicePort{
 				Name: fmt.Sprintf("%s:%s", svc.Key(), portLabel(sp)), VIPs: vips,
 				Protocol: strings.ToLower(sp.Protocol), Port: uint16(sp.Port), NodePort: uint16(sp.NodePort),
 				AffinityTimeout: svc.AffinityTimeout(),

@@ -23,8 +23,9 @@
 //     (FlushServiceUDP). A service port gaining its first backend needs
 //     nothing: while it had none, its packets were refused, and a refused
 //     packet leaves no entry (it is dropped before conntrack confirms it).
-//   - The package knows nothing of nftables; nft.FlushUDP and
-//     nft.FlushServiceUDP take the dataplane's types and call FlushUDP and
+//   - The package knows nothing of nftables; ports.FlushUDP and
+//     services.FlushServiceUDP (packages under dataplane/nft) take the
+//     data plane's types and call FlushUDP and
 //     FlushServiceUDP.
 //
 // The product never executes conntrack; tests use it only to look.

@@ -13,11 +13,14 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/knit-net/knit/internal/dataplane"
 	"github.com/knit-net/knit/internal/dataplane/nft"
+	"github.com/knit-net/knit/internal/dataplane/nft/networks"
+	"github.com/knit-net/knit/internal/dataplane/nft/ports"
 	"github.com/knit-net/knit/internal/testutil/nstest"
 )
 
-// TestFlushUDP (through nft.FlushUDP, as knit's controller calls it)
+// TestFlushUDP (through ports.FlushUDP, as knit's controller calls it)
 // follows one UDP client (a connected socket in "outside",
 // the same 5-tuple throughout) to the published port 192.168.200.1:5353
 // while the mapping is added, moved from c1 to c2 and removed. Each time
@@ -46,17 +49,17 @@ func TestFlushUDP(t *testing.T) {
 	}
 	serveUDP(t, outside, "outside", 5353)
 
-	d, err := nft.New(nft.Options{NetNSPath: host.Path})
-	must(t, "nft.New", err)
+	d, err := dataplane.NewTable(nft.Options{NetNSPath: host.Path})
+	must(t, "dataplane.NewTable", err)
 	t.Cleanup(func() { d.Close() })
-	nets := []nft.Network{{Bridge: "kt-br", Subnets: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")}}}
-	sync := func(ports ...nft.Port) {
+	nets := []networks.Network{{Bridge: "kt-br", Subnets: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")}}}
+	sync := func(ps ...ports.Port) {
 		t.Helper()
-		must(t, "Sync", d.Sync(nft.Config{Networks: nets, Ports: ports}))
+		must(t, "Sync", d.Apply(dataplane.Config{Networks: nets, Ports: ps}))
 	}
-	to := func(ctr string) nft.Port {
+	to := func(ctr string) ports.Port {
 		ip := map[string]string{"c1": "10.20.0.2", "c2": "10.20.0.3"}[ctr]
-		return nft.Port{Proto: "udp", HostPort: 5353, ContainerIP: netip.MustParseAddr(ip), ContainerPort: 8081}
+		return ports.Port{Proto: "udp", HostPort: 5353, ContainerIP: netip.MustParseAddr(ip), ContainerPort: 8081}
 	}
 
 	client := dialUDP(t, outside, "192.168.200.1:5353")
@@ -67,13 +70,13 @@ func TestFlushUDP(t *testing.T) {
 			t.Errorf("%s: client got %q, want %q", stage, got, want)
 		}
 	}
-	flush := func(stage string, ports ...nft.Port) {
+	flush := func(stage string, ps ...ports.Port) {
 		t.Helper()
 		var err error
 		if stage == "moved" { // "" is the namespace of the calling thread
-			host.Do(t, func() { err = nft.FlushUDP("", ports) })
+			host.Do(t, func() { err = ports.FlushUDP("", ps) })
 		} else {
-			err = nft.FlushUDP(host.Path, ports)
+			err = ports.FlushUDP(host.Path, ps)
 		}
 		must(t, stage+": FlushUDP", err)
 		if !hasFlow(t, host, "192.168.200.2", 5353) {

@@ -7,11 +7,14 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/knit-net/knit/internal/dataplane"
 	"github.com/knit-net/knit/internal/dataplane/nft"
+	"github.com/knit-net/knit/internal/dataplane/nft/networks"
+	"github.com/knit-net/knit/internal/dataplane/nft/services"
 	"github.com/knit-net/knit/internal/testutil/nstest"
 )
 
-// TestFlushServiceUDP (through nft.GoneUDPBackends and nft.FlushServiceUDP,
+// TestFlushServiceUDP (through services.GoneUDPBackends and services.FlushServiceUDP,
 // as knit's controller calls them) follows two UDP clients in "outside",
 // one of the VIP 10.96.0.10:53 and one of the node port 30053, while the
 // backend of the first is removed: it keeps its old backend until the
@@ -42,21 +45,21 @@ func TestFlushServiceUDP(t *testing.T) {
 		backend[name] = netip.MustParseAddrPort(ip + ":8081")
 	}
 
-	d, err := nft.New(nft.Options{NetNSPath: host.Path})
-	must(t, "nft.New", err)
+	d, err := dataplane.NewTable(nft.Options{NetNSPath: host.Path})
+	must(t, "dataplane.NewTable", err)
 	t.Cleanup(func() { d.Close() })
-	svc := func(backends ...string) []nft.ServicePort {
-		sp := nft.ServicePort{Name: "test/dns:dns", VIPs: []netip.Addr{netip.MustParseAddr("10.96.0.10")},
+	svc := func(backends ...string) []services.ServicePort {
+		sp := services.ServicePort{Name: "test/dns:dns", VIPs: []netip.Addr{netip.MustParseAddr("10.96.0.10")},
 			Protocol: "udp", Port: 53, NodePort: 30053}
 		for _, b := range backends {
 			sp.Backends = append(sp.Backends, backend[b])
 		}
-		return []nft.ServicePort{sp}
+		return []services.ServicePort{sp}
 	}
-	nets := []nft.Network{{Bridge: "kt-br", Subnets: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")}}}
-	sync := func(svcs []nft.ServicePort) {
+	nets := []networks.Network{{Bridge: "kt-br", Subnets: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24")}}}
+	sync := func(svcs []services.ServicePort) {
 		t.Helper()
-		must(t, "Sync", d.Sync(nft.Config{Networks: nets, Services: svcs}))
+		must(t, "Sync", d.Apply(dataplane.Config{Networks: nets, Services: svcs}))
 	}
 	before := svc("c1", "c2")
 	sync(before)
@@ -73,11 +76,11 @@ func TestFlushServiceUDP(t *testing.T) {
 	if got := ask(toVIP); got != first {
 		t.Errorf("before the flush the VIP client got %q; want its stale backend %s", got, first)
 	}
-	gone := nft.GoneUDPBackends(before, after)
+	gone := services.GoneUDPBackends(before, after)
 	if len(gone) != 1 || gone[0].Backend != backend[first] || gone[0].NodePort != 30053 || len(gone[0].VIPs) != 1 {
 		t.Fatalf("GoneUDPBackends = %+v; want %s on the VIP and the node port", gone, first)
 	}
-	must(t, "FlushServiceUDP", nft.FlushServiceUDP(host.Path, gone))
+	must(t, "FlushServiceUDP", services.FlushServiceUDP(host.Path, gone))
 	if got := ask(toVIP); got != other {
 		t.Errorf("after the flush the VIP client got %q; want %s", got, other)
 	}
@@ -87,7 +90,7 @@ func TestFlushServiceUDP(t *testing.T) {
 
 	// Removing the last backend: refused after the flush.
 	sync(nil)
-	must(t, "FlushServiceUDP", nft.FlushServiceUDP(host.Path, nft.GoneUDPBackends(after, nil)))
+	must(t, "FlushServiceUDP", services.FlushServiceUDP(host.Path, services.GoneUDPBackends(after, nil)))
 	if got := ask(toVIP); got != "" {
 		t.Errorf("no service left: the VIP client got %q", got)
 	}

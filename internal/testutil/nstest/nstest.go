@@ -7,18 +7,19 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	vnetns "github.com/vishvananda/netns"
+
+	"github.com/knit-net/knit/internal/netns"
 )
 
 // NS is a throwaway network namespace.
 type NS struct {
 	Name   string
 	Path   string
-	Handle netns.NsHandle
+	Handle vnetns.NsHandle
 	// Netlink is a netlink handle bound to the namespace.
 	Netlink *netlink.Handle
 }
@@ -32,75 +33,88 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// dir holds the namespace files, as with `ip netns add`, so that
+// `ip netns exec NAME` reaches them.
+const dir = "/run/netns"
+
 // New creates a namespace named "kt-<prefix>-<random>" under /run/netns, with
-// lo up, and deletes it in t.Cleanup.
+// lo up, and deletes it in t.Cleanup. It is made with knit's netns.Create,
+// which never leaves a thread of the test in the new namespace.
 func New(t testing.TB, prefix string) *NS {
 	t.Helper()
 	RequireRoot(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name := "kt-" + prefix + "-" + hex.EncodeToString(b[:])
+	ns := &NS{Name: name, Path: filepath.Join(dir, name), Handle: vnetns.None()}
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatalf("get current netns: %v", err)
-	}
-	defer orig.Close()
-	h, err := netns.NewNamed(name) // switches this thread into the new namespace
-	if err != nil {
+	// A mount point of its own, shared, as iproute2 makes it: otherwise
+	// the first `ip netns add` (podman's CNI setup runs one) mounts
+	// /run/netns over itself and hides the namespaces already in it,
+	// which then cannot be deleted.
+	if err := netns.PrepareDir(dir); err != nil {
 		t.Fatalf("create netns %s: %v", name, err)
 	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("return to original netns: %v", err)
+	if err := netns.Create(ns.Path); err != nil {
+		t.Fatalf("create netns %s: %v", name, err)
 	}
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatalf("netlink handle in %s: %v", name, err)
-	}
-	ns := &NS{Name: name, Path: filepath.Join("/run/netns", name), Handle: h, Netlink: nl}
 	t.Cleanup(func() {
-		nl.Close()
-		h.Close()
-		if err := netns.DeleteNamed(name); err != nil {
+		if ns.Netlink != nil {
+			ns.Netlink.Close()
+		}
+		if ns.Handle.IsOpen() {
+			ns.Handle.Close()
+		}
+		if err := netns.Delete(ns.Path); err != nil {
 			t.Errorf("delete netns %s: %v", name, err)
 		}
 	})
-	lo, err := nl.LinkByName("lo")
-	if err == nil {
-		err = nl.LinkSetUp(lo)
-	}
+	h, err := vnetns.GetFromPath(ns.Path)
 	if err != nil {
-		t.Fatalf("lo up in %s: %v", name, err)
+		t.Fatalf("open netns %s: %v", name, err)
+	}
+	ns.Handle = h
+	// All the netlink families (route, xfrm, netfilter), as
+	// netlink.NewHandleAt gives, but with the sockets made by netns.Do.
+	err = netns.Do(ns.Path, func() error {
+		var err error
+		ns.Netlink, err = netlink.NewHandle()
+		return err
+	})
+	if err != nil {
+		t.Fatalf("netlink handle in %s: %v", name, err)
 	}
 	return ns
 }
 
-// Do runs fn on a locked OS thread inside the namespace and returns to the
-// original namespace afterwards.
+// Do runs fn on a locked OS thread inside the namespace (with knit's
+// netns.Do) and returns to the original namespace afterwards. fn may end
+// with t.FailNow (t.Fatal); Do then returns at once, and the thread, still
+// locked, ends with fn's goroutine.
 func (ns *NS) Do(t testing.TB, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
+	done := make(chan error, 1)
+	goexit := make(chan struct{}) // closed when fn ends without returning
 	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		// The thread is not unlocked: if returning fails it must die with the
-		// goroutine rather than go back to the pool in the wrong namespace.
-		orig, err := netns.Get()
-		if err != nil {
-			t.Errorf("get netns: %v", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns.Handle); err != nil {
-			t.Errorf("enter %s: %v", ns.Name, err)
-			return
-		}
-		fn()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
+		done <- netns.Do(ns.Path, func() error {
+			returned := false
+			defer func() {
+				if !returned {
+					close(goexit)
+				}
+			}()
+			fn()
+			returned = true
+			return nil
+		})
 	}()
-	<-done
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("in %s: %v", ns.Name, err)
+		}
+	case <-goexit:
+		// netns.Do never returns, as its goroutine waits for fn's result:
+		// this goroutine stays blocked for the rest of the test binary.
+	}
 }
