@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/controller/network"
 	"github.com/knit-net/knit/internal/dataplane"
 	"github.com/knit-net/knit/internal/kname"
-	"github.com/knit-net/knit/internal/netns"
 	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 )
@@ -92,27 +90,8 @@ func (d *daemon) ensurePredefined(ctx context.Context) error {
 // namespace files of containers that are gone or not running, and runtime
 // state of containers no longer in the store.
 func (d *daemon) prune(bridges, ids map[string]bool) error {
-	errs := []error{dataplane.PruneLinks(d.hostNL, bridges, d.ctrs.Applied(), d.cfg.Logger)}
-	files, err := netns.List(d.netnsDir)
-	if err != nil {
-		return err
-	}
-	live := d.ctrs.LiveNetNS()
-	for _, f := range files {
-		if !live[f] {
-			d.cfg.Logger.Info("removing stale network namespace", "netns", f)
-			errs = append(errs, netns.Delete(d.ctrs.NetNSPath(f)))
-		}
-	}
-	dirs, err := os.ReadDir(d.runtimeDir())
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	for _, e := range dirs {
-		if e.IsDir() && !ids[e.Name()] {
-			d.cfg.Logger.Info("removing state of a removed container", "id", e.Name())
-			errs = append(errs, d.rt.Remove(e.Name()))
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(
+		dataplane.PruneLinks(d.hostNL, bridges, d.ctrs.Applied(), d.cfg.Logger),
+		d.ctrs.PruneNetNS(),
+		d.rt.Prune(ids))
 }

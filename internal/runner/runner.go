@@ -160,6 +160,23 @@ func rewrite(path string, data []byte) error {
 	return errors.Join(err, f.Close())
 }
 
+// Prune removes the state directories of containers not in keep (removed
+// while knitd was down).
+func (r *Runtime) Prune(keep map[string]bool) error {
+	dirs, err := os.ReadDir(r.dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("list container state in %s: %w", r.dir, err)
+	}
+	var errs []error
+	for _, e := range dirs {
+		if e.IsDir() && !keep[e.Name()] {
+			r.log.Info("removing state of a removed container", "id", e.Name())
+			errs = append(errs, r.Remove(e.Name()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Remove deletes the container's state directory, log included. The process
 // must be gone; a container that was never started or is already removed is
 // fine.

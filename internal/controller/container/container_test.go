@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -345,5 +346,19 @@ func TestRestartTransitions(t *testing.T) {
 	}
 	if cur.Status.State != v1.StateExited || cur.Status.ExitCode != 127 || !strings.Contains(cur.Status.Error, "not found") {
 		t.Errorf("failed start: status %+v", cur.Status)
+	}
+
+	// Pruning after the restart: every namespace file but the adopted
+	// container's goes.
+	for _, id := range []string{adopted.ID, lost.ID, dead.ID, failing.ID, "eeee000000000000"} {
+		if err := os.WriteFile(filepath.Join(dir, id), nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.c.PruneNetNS(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := k.take(), "netns delete bbbb000000000000; netns delete cccc000000000000; netns delete dddd000000000000; netns delete eeee000000000000"; got != want {
+		t.Errorf("pruning: calls\n  %s\nwant\n  %s", got, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/knit-net/knit/api/v1"
 	"github.com/knit-net/knit/internal/ipam"
+	"github.com/knit-net/knit/internal/netns"
 	"github.com/knit-net/knit/internal/portmap"
 	"github.com/knit-net/knit/internal/runner"
 	"github.com/knit-net/knit/internal/state"
@@ -241,6 +242,24 @@ func (c *Controller) adoptNetNS(ctr *v1.Container) error {
 	c.netns[ctr.ID] = true
 	c.mu.Unlock()
 	return nil
+}
+
+// PruneNetNS removes the namespace files in NetNSDir that no container
+// wants (containers that are gone, or stopped while knitd was down).
+func (c *Controller) PruneNetNS() error {
+	files, err := netns.List(c.opts.NetNSDir)
+	if err != nil {
+		return err
+	}
+	live := c.LiveNetNS()
+	var errs []error
+	for _, f := range files {
+		if !live[f] {
+			c.log.Info("removing stale network namespace", "netns", f)
+			errs = append(errs, c.ns.Delete(c.NetNSPath(f)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LiveNetNS reports the container IDs whose namespace files are wanted, for

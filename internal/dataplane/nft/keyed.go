@@ -28,11 +28,21 @@ func NewKeyedSet(name string) *KeyedSet {
 	return &KeyedSet{name: name, want: map[string]nftables.SetElement{}, dirty: map[string]bool{}}
 }
 
+// Reserve makes room for n elements in an empty set (a first fill of
+// thousands costs map growth otherwise).
+func (s *KeyedSet) Reserve(n int) {
+	if len(s.want) == 0 && n > 0 {
+		s.want = make(map[string]nftables.SetElement, n)
+	}
+}
+
 // Put wants e (replacing an element with the same key).
 func (s *KeyedSet) Put(e nftables.SetElement) {
 	k := string(e.Key)
 	s.want[k] = e
-	s.dirty[k] = true
+	if s.applied != nil || s.sent != nil { // else the next Change sends everything anyway
+		s.dirty[k] = true
+	}
 }
 
 // Delete stops wanting the element with this key; no such element is a
@@ -43,7 +53,9 @@ func (s *KeyedSet) Delete(key []byte) {
 		return
 	}
 	delete(s.want, k)
-	s.dirty[k] = true
+	if s.applied != nil || s.sent != nil {
+		s.dirty[k] = true
+	}
 }
 
 // Len is the number of elements wanted.

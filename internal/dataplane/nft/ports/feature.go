@@ -54,8 +54,7 @@ type Feature struct {
 	owners map[string][]Port // owner → its normal mappings
 
 	claimsMu sync.RWMutex
-	claims   map[portKey]claim // what each mapping takes, for Set's checks
-	used     map[protoPort]int // mappings per protocol and port, for HostPort
+	claims   map[portKey]claim // what each mapping takes, for Set's checks and HostPort
 }
 
 type claim struct {
@@ -63,16 +62,11 @@ type claim struct {
 	given Port
 }
 
-type protoPort struct {
-	proto byte
-	port  uint16
-}
-
 var _ nft.Feature = (*Feature)(nil)
 
 // New returns the feature with no published ports.
 func New(opts Options) *Feature {
-	f := &Feature{opts: opts, owners: map[string][]Port{}, claims: map[portKey]claim{}, used: map[protoPort]int{}}
+	f := &Feature{opts: opts, owners: map[string][]Port{}, claims: map[portKey]claim{}}
 	var sets []nft.ElemSet
 	for i := range f.maps {
 		f.maps[i] = nft.NewKeyedSet(mapNames[i])
@@ -95,8 +89,17 @@ func (f *Feature) Set(owner string, ports []Port) error {
 	defer f.Unlock()
 	f.claimsMu.Lock()
 	defer f.claimsMu.Unlock()
+	// What the owner has now, by key: unchanged mappings cost nothing, and
+	// what is left at the end is no longer published.
+	prev := make(map[portKey]Port, len(f.owners[owner]))
+	for _, p := range f.owners[owner] {
+		prev[p.key()] = p
+	}
 	for i, p := range norm {
-		if c, ok := f.claims[p.key()]; ok && c.owner != owner {
+		if _, mine := prev[p.key()]; mine {
+			continue
+		}
+		if c, ok := f.claims[p.key()]; ok {
 			return fmt.Errorf("published port %s: host port already published by %s; a host address, protocol and port go to one container", ports[i], c.given)
 		}
 		if f.opts.NodePort != nil {
@@ -105,20 +108,33 @@ func (f *Feature) Set(owner string, ports []Port) error {
 			}
 		}
 	}
-	for _, p := range f.owners[owner] {
-		m, e := p.elem()
-		f.maps[m].Delete(e.Key)
-		delete(f.claims, p.key())
-		pp := protoPort{exprs.L4Proto[p.Proto], p.HostPort}
-		if f.used[pp]--; f.used[pp] <= 0 {
-			delete(f.used, pp)
+	if len(f.claims) == 0 && len(prev) == 0 { // a first fill: room for all at once
+		f.claims = make(map[portKey]claim, len(norm))
+		var n [numMaps]int
+		for _, p := range norm {
+			n[p.mapIndex()]++
+		}
+		for i, m := range f.maps {
+			m.Reserve(n[i])
 		}
 	}
+	// Keys and values of the elements, cut from one buffer.
+	buf := make([]byte, 0, len(norm)*44)
 	for i, p := range norm {
-		m, e := p.elem()
+		k := p.key()
+		old, had := prev[k]
+		delete(prev, k)
+		if had && old == p {
+			continue
+		}
+		m, e := p.elem(&buf)
 		f.maps[m].Put(e)
-		f.claims[p.key()] = claim{owner: owner, given: ports[i]}
-		f.used[protoPort{exprs.L4Proto[p.Proto], p.HostPort}]++
+		f.claims[k] = claim{owner: owner, given: ports[i]}
+	}
+	for k, p := range prev {
+		m, e := p.elem(nil)
+		f.maps[m].Delete(e.Key)
+		delete(f.claims, k)
 	}
 	if len(norm) == 0 {
 		delete(f.owners, owner)
@@ -129,13 +145,12 @@ func (f *Feature) Set(owner string, ports []Port) error {
 }
 
 // HostPort reports whether some mapping publishes proto and port (on any
-// address), naming one; services use it to refuse such a node port.
+// address), naming one; services use it to refuse such a node port. It
+// looks at every mapping: it is called for node ports that change, which
+// are rare, and an index would cost every Set.
 func (f *Feature) HostPort(proto string, port uint16) (string, bool) {
 	f.claimsMu.RLock()
 	defer f.claimsMu.RUnlock()
-	if f.used[protoPort{exprs.L4Proto[proto], port}] == 0 {
-		return "", false
-	}
 	for k, c := range f.claims {
 		if k.port == port && k.proto == exprs.L4Proto[proto] {
 			return c.given.String(), true

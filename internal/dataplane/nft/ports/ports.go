@@ -133,23 +133,39 @@ func (p Port) validate() error {
 // DNAT maps: key "daddr . l4proto . dport" for mappings bound to a host
 // address and "l4proto . dport" for wildcards, value "container address
 // . port", each field padded to 4 bytes.
-func (p Port) elem() (int, nftables.SetElement) {
-	val := appendField(appendAddr(make([]byte, 0, 20), p.ContainerIP), p.ContainerPort)
-	key := make([]byte, 0, 24)
-	if p.HostIP.IsValid() {
-		key = appendAddr(key, p.HostIP)
+// buf, when not nil, is where key and value are cut from (a Set of
+// thousands renders them all).
+func (p Port) elem(buf *[]byte) (int, nftables.SetElement) {
+	b := []byte(nil)
+	if buf != nil {
+		b = *buf
 	}
-	key = appendField(append(key, exprs.L4Proto[p.Proto], 0, 0, 0), p.HostPort)
-	m := mapPorts4
+	start := len(b)
+	b = appendField(appendAddr(b, p.ContainerIP), p.ContainerPort)
+	val := b[start:len(b):len(b)]
+	start = len(b)
+	if p.HostIP.IsValid() {
+		b = appendAddr(b, p.HostIP)
+	}
+	b = appendField(append(b, exprs.L4Proto[p.Proto], 0, 0, 0), p.HostPort)
+	key := b[start:len(b):len(b)]
+	if buf != nil {
+		*buf = b
+	}
+	return p.mapIndex(), nftables.SetElement{Key: key, Val: val}
+}
+
+// mapIndex is the DNAT map a normal mapping belongs in.
+func (p Port) mapIndex() int {
 	switch v6 := p.ContainerIP.Is6(); {
 	case !p.HostIP.IsValid() && v6:
-		m = mapPortsAny6
+		return mapPortsAny6
 	case !p.HostIP.IsValid():
-		m = mapPortsAny4
+		return mapPortsAny4
 	case v6:
-		m = mapPorts6
+		return mapPorts6
 	}
-	return m, nftables.SetElement{Key: key, Val: val}
+	return mapPorts4
 }
 
 // appendAddr appends the 4 or 16 bytes of an address.
