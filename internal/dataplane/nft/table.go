@@ -151,21 +151,11 @@ func (t *Table) syncLocked() error {
 	if err != nil {
 		return err
 	}
-	full := t.applied == nil || start.Sub(t.fullAt) >= fullResyncInterval
-	reshaped := false
-	for i, f := range t.features {
-		shape, wantFull, err := f.Plan()
-		if err != nil {
-			t.abortLocked(i)
-			return fmt.Errorf("%s: %w", t.names[i], err)
-		}
-		if shape != nil {
-			reshaped = reshaped || t.shapes[i] == nil || !sameShape(t.shapes[i], shape)
-			t.shapes[i] = shape
-		}
-		full = full || wantFull
+	wantFull, reshaped, err := t.planLocked()
+	if err != nil {
+		return err
 	}
-	if !full && !reshaped {
+	if t.applied != nil && start.Sub(t.fullAt) < fullResyncInterval && !wantFull && !reshaped {
 		sent, err := t.syncElemsLocked(conn)
 		if err == nil {
 			t.commitLocked()
@@ -175,11 +165,8 @@ func (t *Table) syncLocked() error {
 		}
 		t.log.Info("partial nftables sync failed, doing a full one", "table", "inet "+TableName, "error", err)
 		t.resetLocked()
-		for i, f := range t.features {
-			if _, _, err := f.Plan(); err != nil {
-				t.abortLocked(i)
-				return fmt.Errorf("%s: %w", t.names[i], err)
-			}
+		if _, _, err := t.planLocked(); err != nil { // after Abort, shapes come again
+			return err
 		}
 		if conn, err = t.connLocked(); err != nil {
 			return err
@@ -201,6 +188,25 @@ func (t *Table) syncLocked() error {
 	t.log.Debug("synced nftables table", "table", "inet "+TableName,
 		"elements", elems, "rules", len(rs.rules), "duration", time.Since(start))
 	return nil
+}
+
+// planLocked asks every feature for its plan and keeps the shapes it
+// returns. It reports whether a feature wants a full sync and whether a
+// shape changed; a feature's error aborts the features before it.
+func (t *Table) planLocked() (wantFull, reshaped bool, err error) {
+	for i, f := range t.features {
+		shape, full, err := f.Plan()
+		if err != nil {
+			t.abortLocked(i)
+			return false, false, fmt.Errorf("%s: %w", t.names[i], err)
+		}
+		if shape != nil {
+			reshaped = reshaped || t.shapes[i] == nil || !sameShape(t.shapes[i], shape)
+			t.shapes[i] = shape
+		}
+		wantFull = wantFull || full
+	}
+	return wantFull, reshaped, nil
 }
 
 // sameShape compares two shapes of one feature. Features that keep their
