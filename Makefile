@@ -2,13 +2,14 @@
 #   make demo   build, start knitd on its embedded store in a throwaway host
 #               namespace, run the seeds' scenario, print who reaches whom, clean up
 #   make test   every test: unit, kernel and end-to-end, with the race detector
+#               (installs what the tests need first: scripts/test-deps.sh)
 #   make bench  benchmarks, side by side with the reference CNI chain
 
 GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all build demo test test-unit bench bench-attach bench-ports bench-services bench-policy bench-dns bench-cni clean
+.PHONY: all build demo deps test test-unit bench bench-guard bench-attach bench-ports bench-services bench-policy bench-dns bench-cni clean
 
 all: build
 
@@ -22,7 +23,11 @@ build:
 demo: build
 	./scripts/demo.sh
 
-test:
+# what the tests need (Debian packages, Go modules), installed once
+deps:
+	./scripts/test-deps.sh
+
+test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
@@ -30,6 +35,14 @@ test-unit:
 	$(GO) test -race -count=1 -short ./...
 
 bench: bench-attach bench-ports bench-services bench-policy bench-dns bench-cni
+
+# the regression guard: HEAD's tree against GUARD_REF (default the commit
+# before it), side by side in one run; fails when a figure is over 1.5×
+# (attach at 1,000 containers, published port, service endpoint, policy
+# change and recompile, DNS answer). GUARD_FLAGS passes more flags.
+GUARD_REF ?= HEAD~1
+bench-guard:
+	$(GO) run ./bench/guard -ref $(GUARD_REF) $(GUARD_FLAGS)
 
 # attach latency/rate and memory, beside the reference CNI chain (cnibench)
 bench-attach: build

@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"net"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -98,28 +97,21 @@ func TestPortsBesideForeignNAT(t *testing.T) {
 		{"outside", "tcp", "192.168.100.1:9990", "c1 192.168.100.2"},
 		{"host", "tcp", "127.0.0.1:9082", "a2 10.10.1.1"},
 	}
-	_, err := exec.LookPath("iptables")
-	withIptables := err == nil
-	if withIptables {
-		for _, args := range [][]string{
-			{"-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "9991", "-j", "DNAT", "--to-destination", "10.10.3.2:8081"},
-			{"-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/16", "-j", "MASQUERADE"},
-		} {
-			if out, err := nfttest.Exec(tp.host, "iptables", args...); err != nil {
-				t.Fatalf("iptables %v: %v\n%s", args, err, out)
-			}
+	nstest.RequireTool(t, "iptables", "iptables")
+	for _, args := range [][]string{
+		{"-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "9991", "-j", "DNAT", "--to-destination", "10.10.3.2:8081"},
+		{"-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/16", "-j", "MASQUERADE"},
+	} {
+		if out, err := nfttest.Exec(tp.host, "iptables", args...); err != nil {
+			t.Fatalf("iptables %v: %v\n%s", args, err, out)
 		}
-		probes = append(probes, portProbe{"outside", "tcp", "192.168.100.1:9991", "c1 192.168.100.2"})
-	} else {
-		t.Log("iptables not installed: checking the foreign nft table only")
 	}
+	probes = append(probes, portProbe{"outside", "tcp", "192.168.100.1:9991", "c1 192.168.100.2"})
 	foreign := func() string {
 		s := nfttest.Nft(t, tp.host, "-a", "list", "table", "ip", "foreign")
-		if withIptables {
-			out, err := nfttest.Exec(tp.host, "iptables", "-t", "nat", "-S")
-			must(t, "iptables -S", err)
-			s += string(out)
-		}
+		out, err := nfttest.Exec(tp.host, "iptables", "-t", "nat", "-S")
+		must(t, "iptables -S", err)
+		s += string(out)
 		return nfttest.WithoutCounters(s)
 	}
 	before := foreign()

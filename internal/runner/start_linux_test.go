@@ -195,7 +195,7 @@ func TestWriteFiles(t *testing.T) {
 
 func TestExecArgs(t *testing.T) {
 	if _, err := os.Stat(runner.NsenterPath); err != nil {
-		t.Skipf("no nsenter: %v", err)
+		t.Fatalf("nsenter is not installed (%v): apt-get install util-linux (make test installs what the tests need)", err)
 	}
 	r, rec, _ := newRuntime(t)
 	ns := nstest.New(t, "rt")

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/knit-net/knit/internal/testutil/nstest"
 )
 
 // Real CNI runtimes (podman, containerd) run in the machine's own
@@ -19,24 +21,19 @@ import (
 // path, to knitd in the test host. What they leave on the machine is
 // removed afterwards by the helpers here.
 
-// requireTools skips the test when a runtime's binaries are missing: they
-// come from Debian packages that .ci/run installs.
+// requireTools fails the test when a runtime's binaries are missing: they
+// come from Debian packages that make test installs.
 func requireTools(t *testing.T, pkgs string, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed, so this runtime cannot be tested here (apt-get install %s; .ci/run does)", tool, pkgs)
-		}
+		nstest.RequireTool(t, tool, pkgs)
 	}
 }
 
 // busyboxRootfs makes a root filesystem of static busybox and its applets.
 func busyboxRootfs(t *testing.T) string {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox is not installed (apt-get install busybox-static)")
-	}
+	bb := nstest.RequireTool(t, "busybox", "busybox-static")
 	dir := filepath.Join(t.TempDir(), "rootfs")
 	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "run"} {
 		must(t, os.MkdirAll(filepath.Join(dir, d), 0o755))

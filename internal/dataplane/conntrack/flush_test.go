@@ -126,10 +126,7 @@ func hasFlow(t *testing.T, host *nstest.NS, dst string, port uint16) bool {
 // left translated to c1 (tests only: to look).
 func look(t *testing.T, host *nstest.NS, stage string) {
 	t.Helper()
-	if _, err := exec.LookPath("conntrack"); err != nil {
-		t.Log("conntrack binary not installed; looked through netlink only")
-		return
-	}
+	nstest.RequireTool(t, "conntrack", "conntrack")
 	out, err := exec.Command("ip", "netns", "exec", host.Name, "conntrack", "-L", "-p", "udp").CombinedOutput()
 	must(t, "conntrack -L", err)
 	if strings.Contains(string(out), "src=10.20.0.2 ") {

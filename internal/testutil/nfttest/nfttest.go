@@ -28,6 +28,7 @@ func Exec(ns *nstest.NS, name string, args ...string) ([]byte, error) {
 // Nft runs the nft binary inside ns and returns what it printed.
 func Nft(t testing.TB, ns *nstest.NS, args ...string) string {
 	t.Helper()
+	nstest.RequireTool(t, "nft", "nftables")
 	out, err := Exec(ns, "nft", args...)
 	if err != nil {
 		t.Fatalf("nft %s in %s: %v\n%s", strings.Join(args, " "), ns.Name, err, out)
