@@ -42,7 +42,8 @@ bench: bench-attach bench-ports bench-services bench-policy bench-dns bench-cni
 # change and recompile, DNS answer). GUARD_FLAGS passes more flags.
 GUARD_REF ?= HEAD~1
 bench-guard:
-	$(GO) run ./bench/guard -ref $(GUARD_REF) $(GUARD_FLAGS)
+	$(GO) build -o $(BIN)/bench-guard ./bench/guard
+	$(BIN)/bench-guard -ref $(GUARD_REF) $(GUARD_FLAGS)
 
 # attach latency/rate and memory, beside the reference CNI chain (cnibench)
 bench-attach: build
