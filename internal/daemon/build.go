@@ -27,6 +27,7 @@ import (
 	"github.com/knit-net/knit/internal/netns"
 	"github.com/knit-net/knit/internal/reconcile"
 	"github.com/knit-net/knit/internal/runner"
+	"github.com/knit-net/knit/internal/state"
 	"github.com/knit-net/knit/internal/store"
 	"github.com/knit-net/knit/internal/store/bolt"
 )
@@ -93,9 +94,10 @@ func build(ctx context.Context, cfg Config) (*daemon, error) {
 		Store: d.st, Runtime: d.rt, Networks: d.nets, Dataplane: d.dp, DNS: d.dns, Drivers: drivers,
 		NetNSDir: d.netnsDir, HostResolvConf: cfg.HostResolvConf, ClusterDomain: cfg.ClusterDomain, Logger: cfg.Logger,
 	})
-	d.pols = policyctl.New(d.st, d.dp, d.dp, cfg.Logger)
+	ctrs := state.NewContainerLister() // one decoded copy for both pass loops
+	d.pols = policyctl.New(d.st, d.dp, d.dp, ctrs, cfg.Logger)
 	d.svcs = service.New(service.Options{
-		Store: d.st, Dataplane: d.dp, DNS: d.dns, Ranges: cfg.ServiceCIDRs, Routes: dataplane.LocalRoutes{H: d.hostNL}, Logger: cfg.Logger,
+		Store: d.st, Dataplane: d.dp, DNS: d.dns, Ranges: cfg.ServiceCIDRs, Routes: dataplane.LocalRoutes{H: d.hostNL}, Containers: ctrs, Logger: cfg.Logger,
 	})
 	d.netLoop = reconcile.New(d.st, d.nets, reconcile.Options{Name: "networks", Prefix: "networks/", Resync: 5 * time.Minute, Logger: cfg.Logger})
 	d.ctrLoop = reconcile.New(d.st, d.ctrs, reconcile.Options{Name: "containers", Prefix: "containers/", Workers: 4, Resync: time.Minute, Logger: cfg.Logger})

@@ -48,6 +48,7 @@ type Controller struct {
 	st     store.Store
 	dp     Dataplane
 	kernel Kernel
+	ctrs   *state.ContainerLister
 	log    *slog.Logger
 	// compiler reuses the work of the last pass for what did not change;
 	// passes run one at a time.
@@ -59,12 +60,16 @@ type Controller struct {
 	drops    dropLog
 }
 
-// New makes a controller; Run starts it.
-func New(st store.Store, dp Dataplane, kernel Kernel, log *slog.Logger) *Controller {
+// New makes a controller; Run starts it. ctrs lists the containers each
+// pass (shared with the service controller; nil: a lister of its own).
+func New(st store.Store, dp Dataplane, kernel Kernel, ctrs *state.ContainerLister, log *slog.Logger) *Controller {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Controller{st: st, dp: dp, kernel: kernel, log: log, compiled: policy.Compile(policy.Input{}), drops: newDropLog(256)}
+	if ctrs == nil {
+		ctrs = state.NewContainerLister()
+	}
+	c := &Controller{st: st, dp: dp, kernel: kernel, ctrs: ctrs, log: log, compiled: policy.Compile(policy.Input{}), drops: newDropLog(256)}
 	c.PassLoop = reconcile.NewPassLoop("policies", st, []string{state.PoliciesPrefix, state.NamespacesPrefix, state.ContainersPrefix}, time.Minute, log, c.pass)
 	return c
 }
@@ -111,7 +116,7 @@ func (c *Controller) pass(ctx context.Context) error {
 		if in.Namespaces, err = state.ListNamespaces(tx); err != nil {
 			return err
 		}
-		ctrs, err := state.ListContainers(tx)
+		ctrs, err := c.ctrs.List(tx)
 		if err != nil {
 			return err
 		}

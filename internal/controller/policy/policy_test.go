@@ -56,7 +56,7 @@ func TestPassTransitions(t *testing.T) {
 	ctx := context.Background()
 	st := memstore.New()
 	dp := &fakeDataplane{}
-	c := New(st, dp, dp, slog.New(slog.DiscardHandler))
+	c := New(st, dp, dp, nil, slog.New(slog.DiscardHandler))
 	update := func(fn func(tx store.Tx) error) {
 		t.Helper()
 		if _, err := st.Update(ctx, fn); err != nil {

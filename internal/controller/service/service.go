@@ -43,6 +43,9 @@ type Options struct {
 	Ranges []netip.Prefix
 	// Routes makes the host's local routes for service addresses match.
 	Routes RouteSyncer
+	// Containers lists the containers each pass (shared with the policy
+	// controller); nil is a lister of its own.
+	Containers *state.ContainerLister
 	Logger *slog.Logger
 }
 
@@ -79,6 +82,9 @@ type Controller struct {
 
 // New makes a controller; Run starts it.
 func New(opts Options) *Controller {
+	if opts.Containers == nil {
+		opts.Containers = state.NewContainerLister()
+	}
 	c := &Controller{opts: opts, st: opts.Store, log: opts.Logger}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -103,7 +109,7 @@ func (c *Controller) pass(ctx context.Context) error {
 		if svcs, err = state.ListServices(tx, ""); err != nil {
 			return err
 		}
-		ctrs, err = state.ListContainers(tx)
+		ctrs, err = c.opts.Containers.List(tx)
 		return err
 	}); err != nil {
 		return err
