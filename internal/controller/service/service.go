@@ -46,7 +46,7 @@ type Options struct {
 	// Containers lists the containers each pass (shared with the policy
 	// controller); nil is a lister of its own.
 	Containers *state.ContainerLister
-	Logger *slog.Logger
+	Logger     *slog.Logger
 }
 
 // Dataplane load-balances the service ports: *dataplane.Manager.
