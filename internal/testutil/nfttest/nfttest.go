@@ -20,9 +20,10 @@ import (
 	"github.com/knit-net/knit/internal/testutil/nstest"
 )
 
-// Exec runs a command inside ns (for looking at the kernel).
+// Exec runs a command inside ns's network namespace (for looking at the
+// kernel), through util-linux nsenter.
 func Exec(ns *nstest.NS, name string, args ...string) ([]byte, error) {
-	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...).CombinedOutput()
+	return exec.Command("nsenter", append([]string{"--net=" + ns.Path, name}, args...)...).CombinedOutput()
 }
 
 // Nft runs the nft binary inside ns and returns what it printed.
