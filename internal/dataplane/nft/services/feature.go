@@ -38,16 +38,15 @@ type Feature struct {
 	st *svcState
 	// plan is Set's plan against planBase, applied by the next Plan if st
 	// is still planBase; delta is what Plan applied, for Changes.
-	plan           *svcPlan
-	planBase       *svcState
-	delta          *svcDelta
-	ranges4        *nft.IntervalSet
-	ranges6        *nft.IntervalSet
-	shapeKey       svcShapeKey
-	shapeSent      bool
-	claimsMu       sync.RWMutex
-	nodePorts      map[frontKey]string // node ports of in, for NodePort
-	affinityRemaps int                 // full syncs and partial ones that moved slots, for tests
+	plan      *svcPlan
+	planBase  *svcState
+	delta     *svcDelta
+	ranges4   *nft.IntervalSet
+	ranges6   *nft.IntervalSet
+	shapeKey  svcShapeKey
+	shapeSent bool
+	claimsMu  sync.RWMutex
+	nodePorts map[frontKey]string // node ports of in, for NodePort
 }
 
 var _ nft.Feature = (*Feature)(nil)
@@ -202,7 +201,6 @@ func (f *Feature) Changes(k nft.Kernel, full bool) ([]nft.SetChange, error) {
 		out = append(out, nft.SetChange{Set: svcSetNames[s], Del: setElements(d.del[s]), Add: setElements(d.add[s])})
 	}
 	if d.touchesAffinity() {
-		f.affinityRemaps++
 		learned, err := remapAffinity(k, f.st)
 		if err != nil {
 			return nil, err
@@ -232,7 +230,6 @@ func (f *Feature) remapLearned(k nft.Kernel) ([]nft.SetChange, error) {
 	if !slotsKnown || !f.st.hasAffinity() { // nothing to read: no element can be right
 		return []nft.SetChange{{Set: setSvcAffinity4, Flush: true}, {Set: setSvcAffinity6, Flush: true}}, nil
 	}
-	f.affinityRemaps++
 	return remapAffinity(k, f.st)
 }
 
