@@ -10,6 +10,7 @@ import (
 	"github.com/knit-net/knit/internal/dataplane/nft/networks"
 	"github.com/knit-net/knit/internal/dataplane/nft/ports"
 	"github.com/knit-net/knit/internal/dataplane/nft/services"
+	"github.com/knit-net/knit/internal/testutil/nfttest"
 	"github.com/knit-net/knit/internal/testutil/nstest"
 )
 
@@ -33,14 +34,6 @@ func mustSync(t testing.TB, d *Table, cfg Config) {
 	if err := d.Apply(cfg); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
-}
-
-func pfx(s ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(s))
-	for i, p := range s {
-		out[i] = netip.MustParsePrefix(p)
-	}
-	return out
 }
 
 // sampleConfig has a dual-stack network, an internal one and a plain one,
@@ -70,22 +63,6 @@ func sampleConfig() Config {
 	}
 }
 
-func addrs(s ...string) []netip.Addr {
-	out := make([]netip.Addr, len(s))
-	for i, a := range s {
-		out[i] = netip.MustParseAddr(a)
-	}
-	return out
-}
-
-func addrPorts(s ...string) []netip.AddrPort {
-	out := make([]netip.AddrPort, len(s))
-	for i, a := range s {
-		out[i] = netip.MustParseAddrPort(a)
-	}
-	return out
-}
-
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 // addForeignForwardDrop creates "table ip foreign_fw" with an empty forward
@@ -110,3 +87,10 @@ func addForeignForwardDrop(t testing.TB, ns *nstest.NS) (remove func()) {
 		}
 	}
 }
+
+// Literals of the tests.
+var (
+	pfx       = nfttest.Prefixes
+	addrs     = nfttest.Addrs
+	addrPorts = nfttest.AddrPorts
+)

@@ -3,17 +3,10 @@ package exprs
 import (
 	"bytes"
 	"fmt"
-	"net/netip"
 	"testing"
-)
 
-func pfx(s ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(s))
-	for i, p := range s {
-		out[i] = netip.MustParsePrefix(p)
-	}
-	return out
-}
+	"github.com/knit-net/knit/internal/testutil/nfttest"
+)
 
 func TestMergeRanges(t *testing.T) {
 	for _, tc := range []struct {
@@ -59,3 +52,8 @@ func TestKeyEncoding(t *testing.T) {
 		t.Errorf("Concat pads each field to 4 bytes: %v", got)
 	}
 }
+
+// Literals of the tests.
+var (
+	pfx = nfttest.Prefixes
+)

@@ -7,18 +7,11 @@ import (
 	"testing"
 
 	v1 "github.com/knit-net/knit/api/v1"
+	"github.com/knit-net/knit/internal/testutil/nfttest"
 )
 
 // Tests in this file need no root: they check validation and elements,
 // not the kernel (package dataplane's tests do).
-
-func pfx(s ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(s))
-	for i, p := range s {
-		out[i] = netip.MustParsePrefix(p)
-	}
-	return out
-}
 
 func TestFromNetworksKeepsBridgeDriverOnly(t *testing.T) {
 	got := FromNetworks([]v1.Network{
@@ -125,3 +118,8 @@ func TestChangesAreIncremental(t *testing.T) {
 		t.Errorf("nothing changed, but the changes are %v", ch)
 	}
 }
+
+// Literals of the tests.
+var (
+	pfx = nfttest.Prefixes
+)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/knit-net/knit/internal/testutil/nfttest"
 )
 
 // Tests in this file need no root: they check validation, the service
@@ -217,30 +219,6 @@ func must(t *testing.T, what string, err error) {
 	}
 }
 
-func pfx(s ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(s))
-	for i, p := range s {
-		out[i] = netip.MustParsePrefix(p)
-	}
-	return out
-}
-
-func addrs(s ...string) []netip.Addr {
-	out := make([]netip.Addr, len(s))
-	for i, a := range s {
-		out[i] = netip.MustParseAddr(a)
-	}
-	return out
-}
-
-func addrPorts(s ...string) []netip.AddrPort {
-	out := make([]netip.AddrPort, len(s))
-	for i, a := range s {
-		out[i] = netip.MustParseAddrPort(a)
-	}
-	return out
-}
-
 // manyServices returns n service ports with eps backends each.
 func manyServices(n, eps int) config {
 	var cfg config
@@ -275,3 +253,10 @@ func TestGoneUDPBackends(t *testing.T) {
 		t.Errorf("gone = %v\nwant %s", got, want)
 	}
 }
+
+// Literals of the tests.
+var (
+	pfx       = nfttest.Prefixes
+	addrs     = nfttest.Addrs
+	addrPorts = nfttest.AddrPorts
+)
